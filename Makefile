@@ -1,0 +1,39 @@
+# One-word entry points. `make quickstart` sets everything up on a fresh machine and runs the demo;
+# `make test` sets up (if needed) and runs the unit tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU build that installs on a laptop. GPU users: create .venv and install their CUDA torch first
+# (see README); setup keeps an existing torch.
+TORCH ?= torch==2.13.0
+QUICKSTART_OUT ?= quickstart_out
+
+.PHONY: setup test test-slow quickstart lint bench clean
+
+setup: $(VENV)/.sam2sod-installed
+
+$(VENV)/.sam2sod-installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH)"
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-deps --no-build-isolation sam2==1.1.0
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-slow: setup
+	$(VENV)/bin/pytest -q -m slow
+
+quickstart: setup
+	$(VENV)/bin/sam2sod quickstart --out $(QUICKSTART_OUT)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/score_speed.py
+
+clean:
+	rm -rf $(VENV) $(QUICKSTART_OUT) .pytest_cache .ruff_cache
