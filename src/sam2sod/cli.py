@@ -80,6 +80,107 @@ def _quickstart(args: argparse.Namespace) -> int:
     return run_quickstart(args.out, workers=args.workers)
 
 
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file or bundled config name (see src/sam2sod/configs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value, e.g. --set optim.lr=1e-4 (repeatable)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--out", type=Path, help="run directory (checkpoints, metrics.csv, tb/, config.yaml)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    p.add_argument("--device", help="cuda | cuda:N | mps | cpu (default: config, auto)")
+
+
+@command("train", "fine-tune a model (config + overrides) into a run directory")(_train_args)
+def _train(args: argparse.Namespace) -> int:
+    from sam2sod.engine.config import load_config
+    from sam2sod.engine.trainer import train
+
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    if args.resume:
+        if args.config:
+            raise SodError("--resume takes its config from the run directory; use --set to change values")
+        summary = train(None, args.resume, resume=True, overrides=overrides)
+    else:
+        if args.out is None:
+            raise SodError("train needs --out RUN_DIR (or --resume RUN_DIR)")
+        if (args.out / "last.pt").exists():
+            raise SodError(f"{args.out} already holds a run (last.pt); use --resume {args.out} or another --out")
+        summary = train(load_config(args.config, overrides), args.out)
+    best = summary["best"]
+    print(f"done: {summary['step']} steps, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
+          f"(epoch {best['epoch']}); run: {summary['run_dir']}")
+    return 0
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt, or a run directory")
+    p.add_argument("--data", action="append", required=True, help="dataset root (repeatable)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--prompt", default="none", choices=["none", "oracle-box", "oracle-points", "oracle-mask"],
+                   help="prompt-free by default; oracle-* use the ground truth (labelled upper bound)")
+    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
+
+
+@command("evaluate", "predict datasets with a checkpoint and score them")(_eval_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    from sam2sod.engine.evaluate import evaluate
+
+    evaluate(args.checkpoint, args.data, args.out, args.prompt, args.device, args.batch_size, args.workers,
+             args.base_checkpoint)
+    print(f"\nresults: {args.out}")
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt, or a run directory")
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overlay", action="store_true", help="also write OUT/overlay/NAME.jpg")
+    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+
+
+@command("predict", "write saliency maps (8-bit PNG, original size) for images")(_predict_args)
+def _predict(args: argparse.Namespace) -> int:
+    from sam2sod.engine.evaluate import predict
+
+    written = predict(args.checkpoint, args.input, args.out, args.overlay, args.device, args.batch_size,
+                      args.base_checkpoint)
+    print(f"wrote {len(written)} saliency maps to {args.out}")
+    return 0
+
+
+@command("info", "total and trainable parameters per module group for a config")(_config_args)
+def _info(args: argparse.Namespace) -> int:
+    import warnings
+
+    from sam2sod.engine.config import load_config
+    from sam2sod.models import count_params, create_model
+
+    cfg = load_config(args.config, args.overrides)
+    m = cfg.model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
+                             checkpoint=m.checkpoint, device="cpu", **m.args)
+    groups = count_params(model)
+    print(f"{m.method} on {m.version} hiera-{m.size} at {m.image_size}px")
+    print(f"{'group':<28}{'total':>14}{'trainable':>14}")
+    for name, (total, trainable) in groups.items():
+        print(f"{name:<28}{total:>14,}{trainable:>14,}")
+    total = sum(t for t, _ in groups.values())
+    trainable = sum(t for _, t in groups.values())
+    print(f"{'all':<28}{total:>14,}{trainable:>14,}  ({100 * trainable / max(1, total):.2f}% trainable)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sam2sod import __version__
 
@@ -95,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    import logging
+
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args._run(args) or 0)
     except SodError as e:

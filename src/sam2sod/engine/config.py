@@ -1,0 +1,238 @@
+"""Training configuration: nested dataclasses, loaded from YAML with `--set a.b=value` overrides.
+
+Unknown keys and wrongly typed values are errors that name the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sam2sod.errors import SodError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build. `method` is a key of `sam2sod.models.METHODS`."""
+
+    method: str = "adapter_cbam"
+    version: str = "sam2.1"  # sam2 | sam2.1
+    size: str = "tiny"  # tiny | small | base_plus | large
+    image_size: int = 352  # multiple of 32
+    checkpoint: str | None = None  # official SAM2 checkpoint; None = random init (loud warning)
+    multimask: bool = False
+    args: dict[str, Any] = field(default_factory=dict)  # method-specific options, e.g. {adapter_ratio: 0.25}
+
+
+@dataclass
+class AugmentCfg:
+    """Training-time augmentation (evaluation only resizes and normalises)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotate_deg: float = 10.0
+    rotate_p: float = 0.3
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    crop_prob: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    jitter_p: float = 0.8
+
+
+@dataclass
+class DataConfig:
+    """Where the data is. `root` uses layout auto-detection; `images`/`masks` override it.
+
+    Validation: `val_root` if given, else a fixed split by sorted file name: the first `train_count`
+    names train and the rest validate (`train_count: null` -> `val_fraction` of the names validate).
+    """
+
+    root: str | None = None
+    images: str | None = None
+    masks: str | None = None
+    val_root: str | None = None
+    train_count: int | None = None
+    val_fraction: float = 0.1
+    resize_mask: bool = False
+    workers: int = 0
+    augment: AugmentCfg = field(default_factory=AugmentCfg)
+
+
+@dataclass
+class PromptSimConfig:
+    """Prompts simulated from the GT during training only (evaluation is prompt-free by default)."""
+
+    p_prompt_free: float = 0.5
+    p_points: float = 0.5
+    p_box: float = 0.5
+    p_mask: float = 0.3
+    k_fg: int = 1
+    k_bg: int = 0
+    box_jitter: float = 0.1
+
+
+@dataclass
+class LossConfig:
+    """Report-000 objective: weighted BCE + Dice + SSIM (`name: sod`), or `structure` (wBCE + wIoU)."""
+
+    name: str = "sod"
+    bce: float = 1.0
+    dice: float = 1.0
+    ssim: float = 1.0
+    iou_head: float = 0.0  # MSE of the IoU head against the real IoU
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warmup + cosine decay, gradient accumulation and clipping."""
+
+    epochs: int = 10
+    batch_size: int = 4
+    accum_steps: int = 1
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    amp: str = "auto"  # auto | off | bf16 | fp16
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, budgets)
+    max_bad_steps: int = 5  # consecutive non-finite losses before training stops
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved resolved as `config.yaml` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptSimConfig = field(default_factory=PromptSimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    val_batch_size: int = 8
+    log_every: int = 10
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, key)
+            except SodError:
+                pass
+        raise SodError(f"config key {key}: {value!r} is not of type {tp}")
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise SodError(f"config key {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise SodError(f"config key {key}: expected float, got {value!r}") from None
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise SodError(f"config key {key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise SodError(f"config section {prefix or '<root>'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SodError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                       f"known in {prefix or 'top level'}: {', '.join(sorted(names))}")
+    kwargs = {}
+    for k, v in data.items():
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            kwargs[k] = from_dict(tp, v or {}, f"{prefix}{k}.")
+        else:
+            kwargs[k] = _check_type(v, tp, prefix + k)
+    return cls(**kwargs)
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (so 1e-3, true, null work)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise SodError(f"--set {assignment!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
+    value = yaml.safe_load(raw) if raw else None
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SodError(f"--set {assignment!r}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or the name of a bundled config (`ecssd700_cpu` -> configs/ecssd700_cpu.yaml)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    bundled = CONFIG_DIR / (p.name if p.suffix else f"{p.name}.yaml")
+    if bundled.is_file():
+        return bundled
+    raise SodError(f"config file {path} not found (bundled configs: "
+                   f"{', '.join(sorted(q.stem for q in CONFIG_DIR.glob('*.yaml')))})")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or defaults when `path` is None), apply `--set` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = resolve_config_path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise SodError(f"config file {p} is not valid YAML: {e}") from None
+    for o in overrides or []:
+        apply_override(data, o)
+    cfg = from_dict(TrainConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks with readable messages."""
+    if cfg.model.image_size <= 0 or cfg.model.image_size % 32:
+        raise SodError(f"model.image_size must be a positive multiple of 32, got {cfg.model.image_size}")
+    o = cfg.optim
+    if o.epochs < 1 or o.batch_size < 1 or o.accum_steps < 1:
+        raise SodError("optim.epochs, optim.batch_size and optim.accum_steps must be >= 1")
+    if o.amp not in ("auto", "off", "bf16", "fp16"):
+        raise SodError(f"optim.amp must be auto, off, bf16 or fp16, got {o.amp!r}")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise SodError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

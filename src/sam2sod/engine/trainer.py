@@ -1,0 +1,273 @@
+"""The training loop, readable top to bottom: `train(cfg, run_dir)` or `train(None, run_dir, resume=True)`.
+
+Per epoch: shuffled (distributed) batches -> simulated prompts -> loss -> accumulate -> clip -> AdamW step
+-> warmup+cosine LR; then validation (S-measure, MAE on the val split, at original resolution),
+`last.pt` / `best.pt` (atomic), `metrics.csv`, TensorBoard. Resuming restores model, optimizer, scheduler,
+scaler, RNG states and the position inside the epoch, so 2 steps + resume + 2 steps == 4 steps exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from sam2sod.atomic import atomic_write_text
+from sam2sod.engine.checkpoint import config_of, read_checkpoint, save_checkpoint
+from sam2sod.engine.config import TrainConfig, dump_yaml, to_dict, validate
+from sam2sod.engine.data import build_train_dataset, split_train_val
+from sam2sod.engine.inference import predict_items
+from sam2sod.engine.runtime import (
+    autocast_dtype,
+    init_distributed,
+    param_groups,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+    warmup_cosine,
+)
+from sam2sod.errors import SodError
+
+log = logging.getLogger("sam2sod.train")
+
+
+class SkipSampler(torch.utils.data.Sampler):
+    """A `DistributedSampler` that can skip the first `skip` indices of the epoch (exact mid-epoch resume)."""
+
+    def __init__(self, base: DistributedSampler):
+        self.base, self.skip = base, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.base.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(self.base)[self.skip:])
+
+    def __len__(self) -> int:
+        return len(self.base) - self.skip
+
+
+def validate_model(model: torch.nn.Module, val_items: list, cfg: TrainConfig, device: torch.device,
+                   amp_dtype: torch.dtype | None) -> dict[str, float]:
+    """Prompt-free S-measure and MAE on the validation pairs, at each image's original size."""
+    from sam2sod.data.io import load_mask
+    from sam2sod.metrics import pair_scores
+
+    s_sum = mae_sum = 0.0
+    paths = {name: mask for name, _, mask in val_items}
+    items = [(n, img, None) for n, img, _ in val_items]
+    for name, pred in predict_items(model, items, cfg.model.image_size, device, cfg.val_batch_size,
+                                    autocast_dtype=amp_dtype, multimask=cfg.model.multimask):
+        s = pair_scores(pred, load_mask(paths[name]))
+        s_sum, mae_sum = s_sum + s.sm, mae_sum + s.mae
+    n = max(1, len(val_items))
+    return {"S": s_sum / n, "MAE": mae_sum / n}
+
+
+def compute_loss(out: dict, masks: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    from sam2sod.losses import iou_head_loss, sod_objective, structure_loss
+
+    logits = out["logits"].float()
+    if cfg.loss.name == "structure":
+        total, parts = structure_loss(logits, masks), {}
+    else:
+        total, parts = sod_objective(logits, masks, bce=cfg.loss.bce, dice=cfg.loss.dice, ssim=cfg.loss.ssim)
+    if cfg.loss.iou_head > 0 and "iou" in out:
+        low = torch.nn.functional.interpolate(masks, size=out["low_res_logits"].shape[-2:], mode="bilinear")
+        iou = iou_head_loss(out["iou"].float(), out["low_res_logits"].float(), low)
+        total = total + cfg.loss.iou_head * iou
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+def simulate_batch_prompts(masks: torch.Tensor, cfg: TrainConfig, seed: int, device: torch.device):
+    """Prompts for a training batch from its GT masks, with a generator derived from (run seed, step)."""
+    from sam2sod.data.prompts import PromptConfig, collate_prompts, simulate_prompts
+
+    p = cfg.prompts
+    pcfg = PromptConfig(p_prompt_free=p.p_prompt_free, p_points=p.p_points, p_box=p.p_box, p_mask=p.p_mask,
+                        k_fg=p.k_fg, k_bg=p.k_bg, box_jitter=p.box_jitter)
+    gen = torch.Generator().manual_seed(seed)
+    batch = collate_prompts([simulate_prompts(m.cpu(), pcfg, gen) for m in masks], cfg.model.image_size)
+    return batch.to(device) if batch is not None else None
+
+
+def _csv_append(path: Path, row: dict[str, Any]) -> None:
+    """Rewrite metrics.csv atomically with one more row (files stay small: one row per epoch)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(row))
+    if not old:
+        w.writeheader()
+    w.writerow(row)
+    atomic_write_text(path, old + buf.getvalue())
+
+
+def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
+          overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train (or resume) a run in `run_dir`; returns a summary dict (best S, final step, ...)."""
+    from sam2sod.models import create_model, load_tuned_state, model_is_pretrained, state_for_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = None
+    if resume:
+        ckpt = read_checkpoint(run_dir / "last.pt")
+        from sam2sod.engine.config import apply_override, from_dict
+
+        data = ckpt["config"]
+        for o in overrides or []:
+            apply_override(data, o)
+        cfg = from_dict(TrainConfig, data)
+        validate(cfg)
+    assert cfg is not None
+    distinfo = init_distributed(cfg.device)
+    device = select_device(cfg.device)
+    amp_dtype = autocast_dtype(device, cfg.optim.amp)
+    seed_everything(cfg.seed + distinfo.rank)
+
+    # ---- data
+    train_pairs, val_pairs = split_train_val(cfg.data)
+    train_ds = build_train_dataset(train_pairs, cfg)
+    o = cfg.optim
+    sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
+                                             shuffle=True, seed=cfg.seed, drop_last=True))
+    loader = DataLoader(train_ds, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+    micro_per_epoch = len(sampler.base) // o.batch_size
+    steps_per_epoch = micro_per_epoch // o.accum_steps
+    if steps_per_epoch < 1:
+        raise SodError(f"{len(train_ds)} training images are too few for batch_size {o.batch_size} x accum_steps "
+                       f"{o.accum_steps} x {distinfo.world} processes")
+    total_steps = steps_per_epoch * o.epochs
+
+    # ---- model, optimizer, schedule
+    m = cfg.model
+    model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
+                         checkpoint=m.checkpoint, device=str(device), **m.args)
+    pretrained = model_is_pretrained(model)
+    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total_steps, o.warmup_steps, o.min_lr_ratio))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step, best, bad_in_row, skipped = 0, {"S": -1.0, "MAE": 1.0, "epoch": -1}, 0, 0
+    if ckpt is not None:
+        load_tuned_state(model, ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        step, best, skipped = ckpt["step"], ckpt["best"], ckpt["skipped_steps"]
+        set_rng_state(ckpt["rng"])
+    ddp_model = model
+    if distinfo.enabled:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+
+    writer = None
+    if distinfo.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+        if not pretrained:
+            log.warning("RANDOM INIT: no SAM2 weights loaded (model.checkpoint is empty); results are not "
+                        "those of a pretrained SAM2")
+
+    def state(epoch: int, step_in_epoch: int) -> dict[str, Any]:
+        return {"model": state_for_checkpoint(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": to_dict(cfg),
+                "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
+                "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained}
+
+    # ---- loop
+    start_epoch, skip_steps = divmod(step, steps_per_epoch)
+    stop_at = min(total_steps, o.max_steps or total_steps)
+    t_start = time.time()
+    for epoch in range(start_epoch, o.epochs):
+        if step >= stop_at:
+            break
+        sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
+        train_ds.set_epoch(epoch)
+        ddp_model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not distinfo.is_main, dynamic_ncols=True)
+        loss_sum, loss_n, window_bad = 0.0, 0, False
+        for micro, batch in enumerate(bar):
+            images, masks = batch["image"].to(device), batch["mask"].to(device)
+            prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97 + micro % o.accum_steps
+                                             + distinfo.rank * 7919, device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = ddp_model(images, prompts, multimask=m.multimask)
+            loss, parts = compute_loss(out, masks, cfg)
+            if not torch.isfinite(loss):
+                window_bad = True
+            else:
+                scaler.scale(loss / o.accum_steps).backward()
+                loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
+            if (micro + 1) % o.accum_steps:
+                continue
+            # ---- optimizer step (or skip it when the window had a non-finite loss)
+            if window_bad:
+                optimizer.zero_grad(set_to_none=True)
+                skipped, bad_in_row = skipped + 1, bad_in_row + 1
+                log.warning("non-finite loss at step %d: step skipped (%d in a row)", step, bad_in_row)
+                if bad_in_row >= o.max_bad_steps:
+                    raise SodError(f"training stopped at step {step}: {bad_in_row} non-finite losses in a row "
+                                   f"(try a lower optim.lr or optim.amp=off); the last good checkpoint "
+                                   f"{run_dir / 'last.pt'} is intact")
+            else:
+                bad_in_row = 0
+                scaler.unscale_(optimizer)
+                if o.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], o.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step, window_bad = step + 1, False
+            lr = optimizer.param_groups[0]["lr"]
+            if distinfo.is_main:
+                bar.set_postfix(loss=f"{loss_sum / max(1, loss_n):.4f}", lr=f"{lr:.2e}")
+                if step % cfg.log_every == 0:
+                    writer.add_scalar("train/loss", loss_sum / max(1, loss_n), step)
+                    writer.add_scalar("train/lr", lr, step)
+                    for k, v in parts.items():
+                        writer.add_scalar(f"train/{k}", v, step)
+            if step >= stop_at:
+                break
+        bar.close()
+        epoch_done = step % steps_per_epoch == 0
+        # ---- validation + checkpoints (rank 0), then everyone waits
+        if distinfo.is_main:
+            val = validate_model(model, val_pairs, cfg, device, amp_dtype) if val_pairs else {"S": 0.0, "MAE": 1.0}
+            row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
+                   "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
+                   "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
+                   "time_s": round(time.time() - t_start, 1)}
+            _csv_append(run_dir / "metrics.csv", row)
+            writer.add_scalar("val/S", val["S"], step)
+            writer.add_scalar("val/MAE", val["MAE"], step)
+            if val["S"] > best["S"]:
+                best = {"S": val["S"], "MAE": val["MAE"], "epoch": epoch + 1, "step": step}
+                save_checkpoint(run_dir / "best.pt", state(epoch + int(epoch_done), 0))
+            save_checkpoint(run_dir / "last.pt", state(epoch + int(epoch_done), 0))
+            log.info("epoch %d step %d: loss %.4f val S %.4f MAE %.4f", epoch + 1, step, row["train_loss"],
+                     val["S"], val["MAE"])
+        if distinfo.enabled:
+            dist.barrier()
+    if writer is not None:
+        writer.close()
+    return {"step": step, "best": best, "skipped_steps": skipped, "pretrained": pretrained,
+            "run_dir": str(run_dir), "train_time_s": time.time() - t_start}
+
+
+def resume_config(run_dir: Path) -> TrainConfig:
+    return config_of(read_checkpoint(Path(run_dir) / "last.pt"))

@@ -1,0 +1,148 @@
+"""Method 000: stage Adapters + per-block CBAM inside SAM2's (frozen) Hiera trunk.
+
+Design (the report only says "with a residual"; we make every module start as the identity):
+- Adapter after each Hiera stage: x + up(GELU(down(x))), hidden = round(dim * ratio); `up` is
+  zero-initialised (weight and bias), so the adapter is exactly the identity at init.
+- CBAM after each Hiera block (Woo et al. 2018, channel then spatial attention), each applied as
+  a *gated residual*: x <- x + g_c * (M_c(x) * x), then x <- x + g_s * (M_s(x) * x), where
+  M_c = sigmoid(MLP(avgpool x) + MLP(maxpool x)) (shared MLP, ReLU, dim -> dim/reduction -> dim),
+  M_s = sigmoid(conv7x7([mean_c x, max_c x])), and g_c, g_s are per-channel gates initialised to 0
+  (LayerScale/ReZero style). With g = 1 this is CBAM "with a residual" as in the report; with
+  g = 0 (init) the module is exactly the identity. No BatchNorm after the 7x7 conv (small batches).
+- Hiera blocks work on channels-last (B,H,W,C) tensors; so do these modules.
+
+Injection: `AdapterCBAMHiera` replaces `image_encoder.trunk`. It re-registers the original
+trunk's `patch_embed`, `pos_embed`, `pos_embed_window` and `blocks` under the same names (so
+official checkpoint keys are unchanged) and adds `adapters.{stage}` and `cbams.{block}`; its
+forward is Hiera.forward with the two insertions. sam2's source is not modified.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter on (..., C) tensors: x + up(GELU(down(x))); identity at init."""
+
+    def __init__(self, dim: int, ratio: float = 0.25) -> None:
+        super().__init__()
+        if ratio <= 0:
+            raise ValueError(f"adapter ratio must be > 0, got {ratio}")
+        hidden = max(1, round(dim * ratio))
+        self.down = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+class ChannelAttention(nn.Module):
+    """M_c(x) for channels-last x (B,H,W,C) -> (B,1,1,C) in (0,1)."""
+
+    def __init__(self, dim: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(4, dim // reduction)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = x.mean(dim=(1, 2))
+        mx = x.amax(dim=(1, 2))
+        return torch.sigmoid(self.mlp(avg) + self.mlp(mx))[:, None, None, :]
+
+
+class SpatialAttention(nn.Module):
+    """M_s(x) for channels-last x (B,H,W,C) -> (B,H,W,1) in (0,1)."""
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"spatial attention kernel must be odd, got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = torch.stack([x.mean(dim=-1), x.amax(dim=-1)], dim=1)  # (B,2,H,W)
+        return torch.sigmoid(self.conv(maps)).permute(0, 2, 3, 1)
+
+
+class CBAM(nn.Module):
+    """Gated residual CBAM on (B,H,W,C); gates start at 0 so the module starts as the identity."""
+
+    def __init__(self, dim: int, reduction: int = 16, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.channel = ChannelAttention(dim, reduction)
+        self.spatial = SpatialAttention(kernel_size)
+        self.gate_channel = nn.Parameter(torch.zeros(dim))
+        self.gate_spatial = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.gate_channel * (self.channel(x) * x)
+        return x + self.gate_spatial * (self.spatial(x) * x)
+
+
+class AdapterCBAMHiera(nn.Module):
+    """A Hiera trunk with a CBAM after every block and an Adapter after every stage.
+
+    Input (B,3,S,S) -> list of stage features (B,C_i,S/4/2^i,S/4/2^i), like Hiera.forward.
+    """
+
+    def __init__(self, trunk: nn.Module, adapter_ratio: float = 0.25, cbam_reduction: int = 16,
+                 cbam_kernel_size: int = 7) -> None:
+        super().__init__()
+        from sam2.modeling.backbones.hieradet import Hiera
+
+        if not isinstance(trunk, Hiera):
+            raise TypeError(f"expected sam2's Hiera trunk, got {type(trunk).__name__}")
+        own = {n for n, _ in trunk.named_children()} | {n for n, _ in trunk.named_parameters(recurse=False)}
+        own |= {n for n, _ in trunk.named_buffers(recurse=False)}
+        if own != {"patch_embed", "pos_embed", "pos_embed_window", "blocks"}:
+            raise TypeError(f"unexpected Hiera layout (this sam2 version is not supported): {sorted(own)}")
+        self.patch_embed = trunk.patch_embed
+        self.pos_embed = trunk.pos_embed
+        self.pos_embed_window = trunk.pos_embed_window
+        self.blocks = trunk.blocks
+        self.stage_ends: list[int] = list(trunk.stage_ends)
+        self.return_interm_layers: bool = trunk.return_interm_layers
+        self.channel_list = trunk.channel_list  # read by ImageEncoder/FpnNeck users
+        self.window_spec = trunk.window_spec
+        self._hiera_pos_embed = Hiera._get_pos_embed
+        self.cbams = nn.ModuleList(CBAM(b.dim_out, cbam_reduction, cbam_kernel_size) for b in self.blocks)
+        self.adapters = nn.ModuleList(Adapter(self.blocks[i].dim_out, adapter_ratio) for i in self.stage_ends)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.patch_embed(x)  # (B,H,W,C)
+        x = x + self._hiera_pos_embed(self, x.shape[1:3])
+        outputs = []
+        for i, blk in enumerate(self.blocks):
+            x = self.cbams[i](blk(x))
+            if i in self.stage_ends:
+                x = self.adapters[self.stage_ends.index(i)](x)
+                if i == self.stage_ends[-1] or self.return_interm_layers:
+                    outputs.append(x.permute(0, 3, 1, 2))
+        return outputs
+
+
+def tuning_parameters(trunk: AdapterCBAMHiera) -> list[nn.Parameter]:
+    return [*trunk.adapters.parameters(), *trunk.cbams.parameters()]
+
+
+def apply_adapter_cbam(model: nn.Module, *, adapter_ratio: float = 0.25, cbam_reduction: int = 16,
+                       cbam_kernel_size: int = 7) -> None:
+    """Inject into a SAM2SOD in place and set trainability.
+
+    Frozen: the image encoder (trunk + neck) and no_mem_embed. Trainable: adapters, CBAMs,
+    the prompt encoder and the mask decoder (including its conv_s0/conv_s1 high-res projections).
+    """
+    from sam2sod.models.freeze import freeze, unfreeze
+
+    enc = model.image_encoder
+    device = model.no_mem_embed.device
+    freeze(model)
+    enc.trunk = AdapterCBAMHiera(enc.trunk, adapter_ratio, cbam_reduction, cbam_kernel_size).to(device)
+    unfreeze(tuning_parameters(enc.trunk))
+    unfreeze(model.sam_prompt_encoder)
+    unfreeze(model.sam_mask_decoder)

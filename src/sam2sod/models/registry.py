@@ -1,0 +1,92 @@
+"""Fine-tuning methods by name and `create_model`."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from sam2sod.errors import SodError
+from sam2sod.models.freeze import freeze, unfreeze
+from sam2sod.models.peft.adapter_cbam import apply_adapter_cbam
+from sam2sod.models.sam2_backbone import build_sam2_model
+from sam2sod.models.sod_sam2 import SAM2SOD
+
+
+class MethodSpec(NamedTuple):
+    builder: Callable[..., None]  # builder(model: SAM2SOD, **method_cfg) modifies the model in place
+    description: str
+
+
+def apply_decoder_only(model: SAM2SOD) -> None:
+    """Freeze the image encoder (and no_mem_embed); train the prompt encoder and mask decoder."""
+    freeze(model)
+    unfreeze(model.sam_prompt_encoder)
+    unfreeze(model.sam_mask_decoder)
+
+
+def apply_full(model: SAM2SOD) -> None:
+    """Train every parameter."""
+    unfreeze(model)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "adapter_cbam": MethodSpec(
+        apply_adapter_cbam,
+        "report 000: frozen Hiera + Adapter after each stage + CBAM after each block; "
+        "prompt encoder and mask decoder trained",
+    ),
+    "decoder_only": MethodSpec(apply_decoder_only, "frozen image encoder; prompt encoder and mask decoder trained"),
+    "full": MethodSpec(apply_full, "every SAM2 image-path parameter trained"),
+}
+
+
+def method_options(method: str) -> dict[str, Any]:
+    """Keyword options of a method with their defaults, e.g. {'adapter_ratio': 0.25, ...}."""
+    spec = _spec(method)
+    params = inspect.signature(spec.builder).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _spec(method: str) -> MethodSpec:
+    if method not in METHODS:
+        raise SodError(f"unknown method {method!r}: known methods are {', '.join(sorted(METHODS))}")
+    return METHODS[method]
+
+
+def create_model(
+    method: str,
+    *,
+    version: str = "sam2.1",
+    size: str = "tiny",
+    image_size: int = 1024,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    seed: int | None = 0,
+    **method_cfg: Any,
+) -> SAM2SOD:
+    """Build SAM2 (official weights from `checkpoint`, else seeded random init with a warning),
+    wrap it in SAM2SOD and apply `method`. Returned in eval mode; call .train() to train.
+
+    `model.method`, `model.method_cfg` (with defaults filled in), `model.base_info` and
+    `model.model_is_pretrained` describe what was built.
+    """
+    spec = _spec(method)
+    options = method_options(method)
+    unknown = sorted(set(method_cfg) - set(options))
+    if unknown:
+        known = ", ".join(options) or "none"
+        raise SodError(f"unknown option(s) for method {method!r}: {', '.join(unknown)} (accepted: {known})")
+    sam = build_sam2_model(version, size, image_size, checkpoint, device=device, seed=seed)
+    model = SAM2SOD(sam)
+    del sam  # drops the memory modules
+    cfg = {**options, **method_cfg}
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        spec.builder(model, **cfg)
+    model.method, model.method_cfg = method, cfg
+    return model.to(device).eval()
