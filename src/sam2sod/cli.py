@@ -70,14 +70,18 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 def _quickstart_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("quickstart_out"))
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="scoring processes")
+    p.add_argument("--n", type=int, default=120, help="synthetic pairs")
+    p.add_argument("--size", type=int, default=96, help="synthetic image side")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override the bundled quickstart config")
 
 
-@command("quickstart", "synthetic data -> predictions -> scores, no downloads")(_quickstart_args)
+@command("quickstart", "synthetic data -> train adapter+CBAM on CPU -> evaluate; no downloads")(_quickstart_args)
 def _quickstart(args: argparse.Namespace) -> int:
     from sam2sod.engine.quickstart import run_quickstart
 
-    return run_quickstart(args.out, workers=args.workers)
+    return run_quickstart(args.out, workers=args.workers, n=args.n, size=args.size, overrides=args.overrides)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sam2sod.cli import main
 from sam2sod.data.synthetic import make_synthetic
-from sam2sod.engine.quickstart import degrade_mask
+from sam2sod.engine.quickstart import degrade_mask  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "pysodmetrics-examples"
 KEYS = ["Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm"]

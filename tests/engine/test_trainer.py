@@ -39,7 +39,7 @@ def tiny_overrides(root: Path, **extra: str) -> list[str]:
 
 
 def model_state(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "last.pt", weights_only=True)["model"]
+    return torch.load(run / "last.pt", weights_only=True)["model"]["state_dict"]
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_non_finite_losses_stop_training_and_keep_last_good(data_root, full_run,
 
     real = trainer_mod.compute_loss
 
-    def nan_loss(out, masks, cfg):
-        loss, parts = real(out, masks, cfg)
+    def nan_loss(out, masks, cfg, model=None):
+        loss, parts = real(out, masks, cfg, model)
         return loss * float("nan"), parts
 
     monkeypatch.setattr(trainer_mod, "compute_loss", nan_loss)

@@ -74,9 +74,15 @@ def validate_model(model: torch.nn.Module, val_items: list, cfg: TrainConfig, de
     return {"S": s_sum / n, "MAE": mae_sum / n}
 
 
-def compute_loss(out: dict, masks: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_loss(out: dict, masks: torch.Tensor, cfg: TrainConfig,
+                 model: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The configured objective; a model with its own `compute_loss` (deep supervision, paper losses) uses it."""
     from sam2sod.losses import iou_head_loss, sod_objective, structure_loss
 
+    own = getattr(model, "compute_loss", None)
+    if own is not None:
+        total, parts = own(out, masks)
+        return total, {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in parts.items()}
     logits = out["logits"].float()
     if cfg.loss.name == "structure":
         total, parts = structure_loss(logits, masks), {}
@@ -86,7 +92,7 @@ def compute_loss(out: dict, masks: torch.Tensor, cfg: TrainConfig) -> tuple[torc
         low = torch.nn.functional.interpolate(masks, size=out["low_res_logits"].shape[-2:], mode="bilinear")
         iou = iou_head_loss(out["iou"].float(), out["low_res_logits"].float(), low)
         total = total + cfg.loss.iou_head * iou
-    return total, {k: float(v) for k, v in parts.items()}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def simulate_batch_prompts(masks: torch.Tensor, cfg: TrainConfig, seed: int, device: torch.device):
@@ -206,7 +212,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                                              + distinfo.rank * 7919, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = ddp_model(images, prompts, multimask=m.multimask)
-            loss, parts = compute_loss(out, masks, cfg)
+            loss, parts = compute_loss(out, masks, cfg, model)
             if not torch.isfinite(loss):
                 window_bad = True
             else:
