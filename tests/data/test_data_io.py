@@ -85,19 +85,19 @@ def test_cmyk_jpeg(tmp_path: Path) -> None:
 
 
 def test_16bit_png_scaled(tmp_path: Path) -> None:
-    arr = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    arr = np.array([[0, 255, 4608, 32896, 65535]], dtype=np.uint16)  # round(v / 257)
     path = save(Image.fromarray(arr), tmp_path / "d.png")
     assert Image.open(path).mode.startswith("I;16")
-    np.testing.assert_array_equal(load_mask(path), [[0, 1, 128, 255]])
-    np.testing.assert_array_equal(load_image(path)[0, :, 1], [0, 1, 128, 255])
+    np.testing.assert_array_equal(load_mask(path), [[0, 1, 18, 128, 255]])
+    np.testing.assert_array_equal(load_image(path)[0, :, 1], [0, 1, 18, 128, 255])
 
 
 def test_32bit_int_and_float_tiff(tmp_path: Path) -> None:
-    wide = save(Image.fromarray(np.array([[0, 65535]], np.int32)), tmp_path / "i16.tif")
+    wide = save(Image.fromarray(np.array([[0, 4608, 65535]], np.int32)), tmp_path / "i16.tif")
     narrow = save(Image.fromarray(np.array([[0, 200]], np.int32)), tmp_path / "i8.tif")
     unit = save(Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)), tmp_path / "f.tif")
     assert Image.open(wide).mode == "I" and Image.open(unit).mode == "F"
-    np.testing.assert_array_equal(load_mask(wide), [[0, 255]])
+    np.testing.assert_array_equal(load_mask(wide), [[0, 18, 255]])
     np.testing.assert_array_equal(load_mask(narrow), [[0, 200]])
     np.testing.assert_array_equal(load_mask(unit), [[0, 128, 255]])
 

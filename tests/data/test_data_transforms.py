@@ -127,7 +127,8 @@ def test_rotation_padding_modes() -> None:
 def test_scale_crop_consistent_and_where_expected(scale: float) -> None:
     y, x = 16, 24
     t = RandomScaleCrop((scale, scale), p=1.0)
-    for seed in range(4):
+    offsets = set()
+    for seed in range(6):
         out = t(marked(y, x), torch.Generator().manual_seed(seed))
         assert out["image"].shape == (3, H, W) and out["mask"].shape == (1, H, W)
         assert_same_place(out)
@@ -139,6 +140,8 @@ def test_scale_crop_consistent_and_where_expected(scale: float) -> None:
             offset = (s - c) if scale > 1 else (c - s)
             assert -0.6 <= offset <= lim + 0.6
             assert abs(offset - round(offset)) <= 0.6
+            offsets.add(round(offset))
+    assert len(offsets) > 2  # the crop/pad position is random
     if scale < 1:  # zoom out leaves a zero border somewhere
         assert (out["image"].abs().sum(0) == 0).any()
 

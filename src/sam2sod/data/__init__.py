@@ -11,6 +11,14 @@ from sam2sod.data.discovery import (
     match_by_stem,
 )
 from sam2sod.data.io import MAX_PIXELS_ENV, image_size, load_image, load_mask
+from sam2sod.data.prompts import (
+    PromptBatch,
+    PromptConfig,
+    Prompts,
+    collate_prompts,
+    oracle_prompts,
+    simulate_prompts,
+)
 from sam2sod.data.synthetic import make_synthetic
 from sam2sod.data.transforms import (
     SAM2_MEAN,
@@ -30,6 +38,12 @@ from sam2sod.data.transforms import (
 )
 
 __all__ = [
+    "PromptBatch",
+    "PromptConfig",
+    "Prompts",
+    "collate_prompts",
+    "oracle_prompts",
+    "simulate_prompts",
     "IMAGE_SUFFIXES",
     "KNOWN_LAYOUTS",
     "MAX_PIXELS_ENV",

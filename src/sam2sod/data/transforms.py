@@ -91,7 +91,7 @@ def _joint(sample: Sample, fn: Callable[[torch.Tensor], torch.Tensor]) -> Sample
     if mask is None:
         out["image"] = fn(image)
         return out
-    both = torch.cat([fn(image), mask.to(image.dtype)], dim=0)
+    both = fn(torch.cat([image, mask.to(image.dtype)], dim=0))
     out["image"] = both[: image.shape[0]]
     out["mask"] = both[image.shape[0] :].clamp(0.0, 1.0).to(mask.dtype)
     return out

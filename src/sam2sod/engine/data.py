@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sam2sod.data import SODDataset, check_pairs, find_pairs
 from sam2sod.data.discovery import Pair
 from sam2sod.data.transforms import AugmentConfig, build_transform
@@ -39,3 +41,15 @@ def build_train_dataset(pairs: list[Pair], cfg: TrainConfig) -> SODDataset:
                         brightness=a.brightness, contrast=a.contrast, saturation=a.saturation, jitter_p=a.jitter_p)
     return SODDataset(pairs, transform=build_transform(aug, train=True), resize_mask=cfg.data.resize_mask,
                       seed=cfg.seed)
+
+
+def link_subset(items: list[tuple[str, object, object]], out: Path) -> Path:
+    """Make `out/images` + `out/masks` of symlinks to the (name, image, mask) items (e.g. a val split)."""
+    for sub in ("images", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for _name, img, mask in items:
+        for sub, src in (("images", Path(img)), ("masks", Path(mask))):
+            dst = out / sub / src.name
+            if not dst.is_symlink():
+                dst.symlink_to(src.resolve())
+    return out

@@ -42,7 +42,7 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
     import torch
 
     from sam2sod.data.synthetic import make_synthetic
-    from sam2sod.engine.data import split_train_val
+    from sam2sod.engine.data import link_subset, split_train_val
     from sam2sod.engine.evaluate import evaluate
     from sam2sod.engine.runtime import select_device
     from sam2sod.engine.trainer import train, validate_model
@@ -72,14 +72,7 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
         shutil.rmtree(run)
     summary = train(cfg, run)
     print(f"[3/4] trained {summary['step']} steps in {summary['train_time_s']:.0f} s: {run}")
-    val_dir = out / "val"
-    for sub in ("images", "masks"):
-        (val_dir / sub).mkdir(parents=True, exist_ok=True)
-    for _name, img, mask in val_items:
-        for sub, src in (("images", Path(img)), ("masks", Path(mask))):
-            dst = val_dir / sub / src.name
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
+    val_dir = link_subset(val_items, out / "val")
     after = evaluate(run / "best.pt", [val_dir], out / "eval", device=cfg.device, workers=workers)["val"]
     print(f"\n[4/4] prompt-free validation, before -> after training:\n"
           f"  S   {before['S']:.4f} -> {after['Smeasure']:.4f}\n  MAE {before['MAE']:.4f} -> {after['MAE']:.4f}")

@@ -10,6 +10,12 @@ from torch import nn
 _GROUPS: tuple[tuple[str, str], ...] = (
     (".adapters.", "adapters"),
     (".cbams.", "cbam"),
+    (".lora_", "lora"),
+    (".prompt_generator.", "prompt_generator"),
+    (".tuned_blocks.", "tuned_blocks"),
+    (".refiner.", "refiner"),
+    ("fad.", "fad"),
+    ("unet.", "unet_decoder"),
     ("image_encoder.", "image_encoder"),
     ("sam_prompt_encoder.", "prompt_encoder"),
     ("sam_mask_decoder.", "mask_decoder"),
@@ -59,7 +65,8 @@ def frozen_norms_to_eval(model: nn.Module) -> list[str]:
 
 
 def param_group(name: str) -> str:
-    """Group of a parameter name: adapters / cbam / image_encoder / prompt_encoder / mask_decoder / ..."""
+    """Group of a parameter name: adapters / cbam / lora / prompt_generator / tuned_blocks / refiner / fad /
+    unet_decoder / image_encoder / prompt_encoder / mask_decoder / no_mem_embed ("other" if none)."""
     for pattern, group in _GROUPS:
         if pattern in name:
             return group

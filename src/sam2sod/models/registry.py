@@ -12,6 +12,10 @@ import torch
 from sam2sod.errors import SodError
 from sam2sod.models.freeze import freeze, unfreeze
 from sam2sod.models.peft.adapter_cbam import apply_adapter_cbam
+from sam2sod.models.peft.lora import apply_lora
+from sam2sod.models.peft.sam2unet import apply_sam2unet
+from sam2sod.models.peft.sam_adapter import apply_sam_adapter
+from sam2sod.models.peft.tuned_sam import apply_tuned_sam
 from sam2sod.models.sam2_backbone import build_sam2_model
 from sam2sod.models.sod_sam2 import SAM2SOD
 
@@ -41,6 +45,14 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "decoder_only": MethodSpec(apply_decoder_only, "frozen image encoder; prompt encoder and mask decoder trained"),
     "full": MethodSpec(apply_full, "every SAM2 image-path parameter trained"),
+    "lora": MethodSpec(apply_lora, "LoRA on the Hiera blocks' attention (qkv, proj; optionally MLP) linears; "
+                       "prompt encoder and mask decoder trained"),
+    "sam_adapter": MethodSpec(apply_sam_adapter, "report 002: SAM-Adapter, frozen Hiera prompted per block from "
+                              "high-frequency + patch-embedding features; prompt encoder and mask decoder trained"),
+    "sam2unet": MethodSpec(apply_sam2unet, "SAM2-UNet: frozen Hiera + adapter before each block, RFBs and a "
+                           "deeply supervised U-Net decoder (no SAM2 mask decoder, prompt-free)"),
+    "tuned_sam": MethodSpec(apply_tuned_sam, "report 001: Tuned SAM, frozen Hiera + Tuned Blocks side network, "
+                            "Multi-scale Refiner and Feature Aggregation Decoder"),
 }
 
 
