@@ -165,23 +165,69 @@ def _predict(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     import warnings
 
+    from sam2sod.engine.checkpoint import model_from_config
     from sam2sod.engine.config import load_config
-    from sam2sod.models import count_params, create_model
+    from sam2sod.models import count_params
 
     cfg = load_config(args.config, args.overrides)
     m = cfg.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
-                             checkpoint=m.checkpoint, device="cpu", **m.args)
+        model = model_from_config(m, "cpu", cfg.seed)
     groups = count_params(model)
+    total, trainable = groups.pop("total")
     print(f"{m.method} on {m.version} hiera-{m.size} at {m.image_size}px")
     print(f"{'group':<28}{'total':>14}{'trainable':>14}")
-    for name, (total, trainable) in groups.items():
-        print(f"{name:<28}{total:>14,}{trainable:>14,}")
-    total = sum(t for t, _ in groups.values())
-    trainable = sum(t for _, t in groups.values())
+    for name, (g_total, g_trainable) in groups.items():
+        print(f"{name:<28}{g_total:>14,}{g_trainable:>14,}")
     print(f"{'all':<28}{total:>14,}{trainable:>14,}  ({100 * trainable / max(1, total):.2f}% trainable)")
+    return 0
+
+
+def _ablate_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a grid axis, e.g. model.method=adapter_cbam,lora (repeatable: cartesian product)")
+    p.add_argument("--out", type=Path, required=True, help="one run dir per cell + ablation.md / ablation.csv")
+
+
+@command("ablate", "train + score every cell of a config grid (resumable), write a table")(_ablate_args)
+def _ablate(args: argparse.Namespace) -> int:
+    from sam2sod.engine.ablate import ablate
+
+    ablate(args.config, args.grid, args.out, args.overrides)
+    print(f"tables: {args.out / 'ablation.md'}, {args.out / 'ablation.csv'}")
+    return 0
+
+
+def _methods_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default="tiny", help="SAM2 backbone size for the counts (tiny, small, base_plus, large)")
+    p.add_argument("--version", default="sam2.1")
+    p.add_argument("--image-size", type=int, default=352)
+    p.add_argument("--no-counts", action="store_true", help="list names and descriptions only (fast)")
+
+
+@command("methods", "list every method and baseline with its parameter counts")(_methods_args)
+def _methods(args: argparse.Namespace) -> int:
+    import logging
+    import warnings
+
+    logging.getLogger("sam2sod.models").setLevel(logging.ERROR)  # random-init notices: expected here
+
+    from sam2sod.models import count_params, create_model
+    from sam2sod.models.registry import METHODS, all_methods
+
+    print(f"{'method':<14}{'total':>10}{'trainable':>11}  description   (SAM2 {args.version} hiera-{args.size}, "
+          f"{args.image_size}px)")
+    for name, description in all_methods().items():
+        counts = "" if args.no_counts else None
+        if counts is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                kw = {"version": args.version, "size": args.size} if name in METHODS else {}
+                total, trainable = count_params(create_model(name, image_size=args.image_size, **kw))["total"]
+            counts = f"{total / 1e6:>9.2f}M{trainable / 1e6:>10.2f}M"
+        print(f"{name:<14}{counts:>21}  {description}")
     return 0
 
 

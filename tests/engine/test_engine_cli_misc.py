@@ -16,9 +16,12 @@ def test_info_prints_parameter_groups(capsys):
     out = capsys.readouterr().out
     for group in ("image_encoder", "adapters", "cbam", "prompt_encoder", "mask_decoder", "all"):
         assert group in out, group
-    all_line = next(line for line in out.splitlines() if line.startswith("all"))
-    total, trainable = (int(v.replace(",", "")) for v in all_line.split()[1:3])
-    assert 0 < trainable < total
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("group")) + 1
+    groups = [[int(v.replace(",", "")) for v in line.split()[1:3]] for line in lines[start:-1]]
+    total, trainable = (int(v.replace(",", "")) for v in lines[-1].split()[1:3])
+    assert lines[-1].startswith("all") and 0 < trainable < total
+    assert sum(g[0] for g in groups) == total and sum(g[1] for g in groups) == trainable
 
 
 def test_info_bad_method(capsys):

@@ -78,3 +78,10 @@ def test_param_groups_split_decay():
         p.requires_grad_(False)
     with pytest.raises(SodError, match="no trainable"):
         param_groups(m, 0.01)
+
+
+def test_list_values_and_budget():
+    cfg = load_config(None, ["data.multiscale=[224, 256]", "optim.time_budget_min=1.5"])
+    assert cfg.data.multiscale == [224, 256] and cfg.optim.time_budget_min == 1.5
+    with pytest.raises(SodError, match="data.multiscale"):
+        load_config(None, ["data.multiscale=224"])

@@ -10,6 +10,10 @@ import torch
 
 from sam2sod.models import RandomInitWarning, build_sam2_model
 
+# The models here are tiny (32-64 px): one intra-op thread is faster, and multi-threaded kernels
+# slow down by 10-30x when the CPU is shared with another job (spinning worker threads).
+torch.set_num_threads(1)
+
 
 @dataclass
 class Prompts:

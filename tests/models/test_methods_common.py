@@ -10,6 +10,7 @@ from sam2sod.models import (
     count_params,
     create_model,
     create_model_from_state,
+    load_tuned_state,
     state_for_checkpoint,
 )
 from sam2sod.models.freeze import is_norm
@@ -88,7 +89,7 @@ def test_exactly_intended_params_train(method: str, prompts_cls) -> None:
         if is_norm(m) and list(m.parameters(recurse=False)):
             assert m.training == any(p.requires_grad for p in m.parameters(recurse=False)), n
     counts = count_params(model)
-    assert "other" not in counts
+    assert "decoder" not in counts
     assert counts["total"][1] == sum(p.numel() for p in names.values() if p.requires_grad) > 0
 
     prompts = None if method in PROMPT_FREE_ONLY else all_prompts(prompts_cls)
@@ -108,28 +109,33 @@ def test_exactly_intended_params_train(method: str, prompts_cls) -> None:
             assert not before[n].any() and not grads[n].any(), n
 
 
+def _same_outputs(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(all(torch.equal(x, y) for x, y in zip(a[k], b[k], strict=True)) if k == "aux_logits"
+               else torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("method", ALL)
 def test_tuned_state_round_trip(method: str, sam21_tiny_ckpt) -> None:
+    """Partial state (pretrained base: trainable params + buffers) and full state (random base)."""
     ckpt, _ = sam21_tiny_ckpt
-    model = create_model(method, image_size=S, checkpoint=ckpt)
-    perturb_trainable(model)
     x = torch.randn(2, 3, S, S, generator=torch.Generator().manual_seed(3))
+    for base, fresh in (({"checkpoint": ckpt}, {"checkpoint": ckpt}), ({"seed": 4}, {"seed": 99})):
+        model = create_model(method, image_size=S, **base)
+        perturb_trainable(model)
+        with torch.no_grad():
+            model.train()(x)  # moves BatchNorm running statistics (buffers are part of the tuned state)
+            model.eval()
+            expected = model(x)
+        state = state_for_checkpoint(model)
+        assert state["full_state"] == ("seed" in base)
+        restored = load_tuned_state(create_model(method, image_size=S, **fresh), state)
+        assert type(restored) is type(model) and restored.method_cfg == model.method_cfg
+        with torch.no_grad():
+            assert _same_outputs(expected, restored(x))
     with torch.no_grad():
-        model.train()(x)  # moves BatchNorm running statistics (buffers are part of the tuned state)
-        model.eval()
-        expected = model(x)
-    state = state_for_checkpoint(model)
-    assert not state["full_state"]
-    restored = create_model_from_state(state)
-    assert type(restored) is type(model) and restored.method_cfg == model.method_cfg
-    with torch.no_grad():
-        got = restored(x)
-    assert expected.keys() == got.keys()
-    for k in expected:
-        if k == "aux_logits":
-            assert all(torch.equal(a, b) for a, b in zip(expected[k], got[k], strict=True))
-        else:
-            assert torch.equal(expected[k], got[k]), k
+        assert _same_outputs(expected, create_model_from_state(state)(x))
 
 
 @pytest.mark.parametrize("method", IDENTITY_AT_INIT)
@@ -146,3 +152,21 @@ def test_identity_at_init(method: str, prompts_cls) -> None:
     perturb_trainable(tuned, scale=0.2, skip=("sam_mask_decoder.", "sam_prompt_encoder."))
     with torch.no_grad():
         assert not torch.allclose(frozen(x)["logits"], tuned(x)["logits"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["sam2", "sam2.1"])
+@pytest.mark.parametrize("size", ["tiny", "small", "base_plus", "large"])
+def test_every_size_builds_and_runs(version: str, size: str) -> None:
+    """Every method on every SAM2 / SAM2.1 size (slow: builds hiera large; run with -m slow)."""
+    x = torch.randn(1, 3, S, S)
+    frozen = create_model("decoder_only", version=version, size=size, image_size=S, seed=0)
+    with torch.no_grad():
+        ref = frozen(x)["logits"]
+    for method in ALL:
+        model = create_model(method, version=version, size=size, image_size=S, seed=0)
+        with torch.no_grad():
+            out = model(x)
+        assert out["logits"].shape == (1, 1, S, S) and torch.isfinite(out["logits"]).all(), method
+        if method in IDENTITY_AT_INIT:
+            assert torch.equal(out["logits"], ref), method

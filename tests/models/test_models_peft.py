@@ -128,7 +128,7 @@ def test_count_params_add_up(method: str) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert counts["total"] == (total, trainable)
     assert sum(t for t, _ in groups.values()) == total and sum(tr for _, tr in groups.values()) == trainable
-    assert "other" not in groups
+    assert "decoder" not in groups
     enc = sum(p.numel() for n, p in model.named_parameters()
               if n.startswith("image_encoder.") and ".adapters." not in n and ".cbams." not in n)
     assert groups["image_encoder"][0] == enc

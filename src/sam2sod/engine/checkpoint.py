@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sam2sod.atomic import atomic_torch_save
-from sam2sod.engine.config import TrainConfig, from_dict, to_dict
+from sam2sod.engine.config import ModelConfig, TrainConfig, from_dict, to_dict
 from sam2sod.errors import SodError
 
 FORMAT = "sam2sod-run-v1"
@@ -45,17 +45,26 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
     return from_dict(TrainConfig, ckpt["config"])
 
 
+def model_from_config(m: ModelConfig, device: torch.device | str = "cpu", seed: int = 0,
+                      checkpoint: str | None = None) -> torch.nn.Module:
+    """`create_model` for a `ModelConfig` (SAM2 method or classical baseline), optionally another base file."""
+    from sam2sod.models import create_model
+
+    extra = {"backbone_weights": m.backbone_weights} if m.backbone_weights else {}
+    return create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
+                        checkpoint=checkpoint or m.checkpoint, device=str(device), seed=seed, **extra, **m.args)
+
+
 def build_model_from_checkpoint(ckpt: dict[str, Any], device: torch.device,
                                 base_checkpoint: str | None = None) -> torch.nn.Module:
-    """Rebuild the tuned model of a run checkpoint on `device` (the base SAM2 weights are re-read)."""
-    from sam2sod.models import create_model, load_tuned_state
+    """Rebuild the tuned model of a run checkpoint on `device` (the base weights are re-read)."""
+    from sam2sod.models import load_tuned_state
 
     cfg = config_of(ckpt)
-    m = cfg.model
-    model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
-                         checkpoint=base_checkpoint or m.checkpoint, device=str(device), **m.args)
+    model = model_from_config(cfg.model, device, cfg.seed, base_checkpoint)
     load_tuned_state(model, ckpt["model"])
     return model.to(device).eval()
 
 
-__all__ = ["FORMAT", "build_model_from_checkpoint", "config_of", "read_checkpoint", "save_checkpoint", "to_dict"]
+__all__ = ["FORMAT", "build_model_from_checkpoint", "config_of", "model_from_config", "read_checkpoint",
+           "save_checkpoint", "to_dict"]

@@ -28,6 +28,7 @@ class ModelConfig:
     size: str = "tiny"  # tiny | small | base_plus | large
     image_size: int = 352  # multiple of 32
     checkpoint: str | None = None  # official SAM2 checkpoint; None = random init (loud warning)
+    backbone_weights: str | None = None  # classical baselines: torchvision ImageNet ResNet-50 / VGG-16 file
     multimask: bool = False
     args: dict[str, Any] = field(default_factory=dict)  # method-specific options, e.g. {adapter_ratio: 0.25}
 
@@ -65,6 +66,7 @@ class DataConfig:
     val_fraction: float = 0.1
     resize_mask: bool = False
     workers: int = 0
+    multiscale: list[int] | None = None  # per-batch training sizes; null = the model's paper sizes if any
     augment: AugmentCfg = field(default_factory=AugmentCfg)
 
 
@@ -107,6 +109,7 @@ class OptimConfig:
     amp: str = "auto"  # auto | off | bf16 | fp16
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, budgets)
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
+    time_budget_min: float | None = None  # stop after this much training time; LR follows the budget used
 
 
 @dataclass
@@ -138,6 +141,11 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             except SodError:
                 pass
         raise SodError(f"config key {key}: {value!r} is not of type {tp}")
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            raise SodError(f"config key {key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (object,)
+        return [v if item_tp is object else _check_type(v, item_tp, key) for v in value]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise SodError(f"config key {key}: expected a mapping, got {value!r}")

@@ -24,7 +24,7 @@ from sam2sod.engine.score import format_table, score
 from sam2sod.errors import SodError
 
 PROMPTS = ("none", "oracle-box", "oracle-points", "oracle-mask")
-RANDOM_INIT_NOTE = "RANDOM INIT: the SAM2 base had no pretrained weights; not comparable to published numbers"
+RANDOM_INIT_NOTE = "RANDOM INIT: no pretrained weights (SAM2 / ImageNet); not comparable to published numbers"
 
 
 def _notes(ckpt: dict, prompt: str) -> list[str]:

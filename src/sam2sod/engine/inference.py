@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from sam2sod.data.io import load_image, load_mask
+from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD
 
-SAM2_MEAN = (0.485, 0.456, 0.406)
-SAM2_STD = (0.229, 0.224, 0.225)
 ORACLE_LABEL = "oracle prompt (uses ground truth)"
 
 

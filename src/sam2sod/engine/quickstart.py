@@ -42,11 +42,11 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
     import torch
 
     from sam2sod.data.synthetic import make_synthetic
+    from sam2sod.engine.checkpoint import model_from_config
     from sam2sod.engine.data import link_subset, split_train_val
     from sam2sod.engine.evaluate import evaluate
     from sam2sod.engine.runtime import select_device
     from sam2sod.engine.trainer import train, validate_model
-    from sam2sod.models import create_model
 
     t0 = time.time()
     out = Path(out)
@@ -54,13 +54,11 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
     make_synthetic(data, n=n, size=size, seed=0)
     print(f"[1/4] synthetic dataset: {data} ({n} pairs, {size} px)")
     cfg = load_config("quickstart", [f"data.root={data}", *(overrides or [])])
-    m = cfg.model
     device = select_device(cfg.device)
     _, val_items = split_train_val(cfg.data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size, device=str(device),
-                             seed=cfg.seed, **m.args)
+        model = model_from_config(cfg.model, device, cfg.seed)
     torch.manual_seed(cfg.seed)
     before = validate_model(model, val_items, cfg, device, None)
     del model

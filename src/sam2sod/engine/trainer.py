@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from sam2sod.atomic import atomic_write_text
-from sam2sod.engine.checkpoint import config_of, read_checkpoint, save_checkpoint
+from sam2sod.engine.checkpoint import config_of, model_from_config, read_checkpoint, save_checkpoint
 from sam2sod.engine.config import TrainConfig, dump_yaml, to_dict, validate
 from sam2sod.engine.data import build_train_dataset, split_train_val
 from sam2sod.engine.inference import predict_items
@@ -107,6 +107,37 @@ def simulate_batch_prompts(masks: torch.Tensor, cfg: TrainConfig, seed: int, dev
     return batch.to(device) if batch is not None else None
 
 
+def multiscale_sizes(model: torch.nn.Module, cfg: TrainConfig) -> list[int]:
+    """Training sizes for multi-scale training: `data.multiscale`, else the model's paper sizes
+    (`TRAIN_SIZES`, e.g. F3Net), else none. SAM2 methods need their fixed input size."""
+    sizes = cfg.data.multiscale if cfg.data.multiscale is not None else list(getattr(model, "TRAIN_SIZES", []))
+    if sizes and isinstance(model, _sam2sod_cls()):
+        raise SodError(f"data.multiscale {sizes} needs a model that takes any input size; "
+                       f"{cfg.model.method} runs at model.image_size={cfg.model.image_size}")
+    bad = [s for s in sizes if s <= 0 or s % 32]
+    if bad:
+        raise SodError(f"data.multiscale sizes must be positive multiples of 32, got {bad}")
+    return list(sizes)
+
+
+def _sam2sod_cls() -> type:
+    from sam2sod.models import SAM2SOD
+
+    return SAM2SOD
+
+
+def rescale_batch(images: torch.Tensor, masks: torch.Tensor, sizes: list[int],
+                  seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize a batch to one of `sizes`, chosen by a generator seeded from (run seed, step)."""
+    gen = torch.Generator().manual_seed(seed)
+    s = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
+    if images.shape[-1] == s and images.shape[-2] == s:
+        return images, masks
+    resize = torch.nn.functional.interpolate
+    return (resize(images, size=(s, s), mode="bilinear", align_corners=False),
+            resize(masks, size=(s, s), mode="bilinear", align_corners=False))
+
+
 def _csv_append(path: Path, row: dict[str, Any]) -> None:
     """Rewrite metrics.csv atomically with one more row (files stay small: one row per epoch)."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -121,7 +152,7 @@ def _csv_append(path: Path, row: dict[str, Any]) -> None:
 def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
           overrides: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary dict (best S, final step, ...)."""
-    from sam2sod.models import create_model, load_tuned_state, model_is_pretrained, state_for_checkpoint
+    from sam2sod.models import load_tuned_state, state_for_checkpoint
 
     run_dir = Path(run_dir)
     ckpt = None
@@ -157,20 +188,19 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
 
     # ---- model, optimizer, schedule
     m = cfg.model
-    model = create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
-                         checkpoint=m.checkpoint, device=str(device), **m.args)
-    pretrained = model_is_pretrained(model)
+    model = model_from_config(m, device, cfg.seed)
+    pretrained = bool(model.model_is_pretrained)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, o.warmup_steps, o.min_lr_ratio))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step, best, bad_in_row, skipped = 0, {"S": -1.0, "MAE": 1.0, "epoch": -1}, 0, 0
+    step, best, bad_in_row, skipped, time0 = 0, {"S": -1.0, "MAE": 1.0, "epoch": -1}, 0, 0, 0.0
     if ckpt is not None:
         load_tuned_state(model, ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        step, best, skipped = ckpt["step"], ckpt["best"], ckpt["skipped_steps"]
+        step, best, skipped, time0 = ckpt["step"], ckpt["best"], ckpt["skipped_steps"], ckpt["train_time_s"]
         set_rng_state(ckpt["rng"])
     ddp_model = model
     if distinfo.enabled:
@@ -185,21 +215,29 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
 
         writer = SummaryWriter(str(run_dir / "tb"))
         if not pretrained:
-            log.warning("RANDOM INIT: no SAM2 weights loaded (model.checkpoint is empty); results are not "
-                        "those of a pretrained SAM2")
+            log.warning("RANDOM INIT: no pretrained weights loaded (model.checkpoint for SAM2 methods, "
+                        "model.backbone_weights for baselines); results are not those of a pretrained model")
 
     def state(epoch: int, step_in_epoch: int) -> dict[str, Any]:
         return {"model": state_for_checkpoint(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": to_dict(cfg),
                 "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
-                "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained}
+                "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained, "train_time_s": elapsed()}
 
     # ---- loop
     start_epoch, skip_steps = divmod(step, steps_per_epoch)
     stop_at = min(total_steps, o.max_steps or total_steps)
     t_start = time.time()
+
+    def elapsed() -> float:
+        return time0 + time.time() - t_start
+
+    def out_of_time() -> bool:
+        return o.time_budget_min is not None and elapsed() >= 60 * o.time_budget_min
+
+    sizes = multiscale_sizes(model, cfg)
     for epoch in range(start_epoch, o.epochs):
-        if step >= stop_at:
+        if step >= stop_at or out_of_time():
             break
         sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
         train_ds.set_epoch(epoch)
@@ -208,6 +246,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         loss_sum, loss_n, window_bad = 0.0, 0, False
         for micro, batch in enumerate(bar):
             images, masks = batch["image"].to(device), batch["mask"].to(device)
+            if sizes:
+                images, masks = rescale_batch(images, masks, sizes, cfg.seed * 7919 + step)
             prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97 + micro % o.accum_steps
                                              + distinfo.rank * 7919, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -238,6 +278,11 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+            if o.time_budget_min is not None:  # the schedule follows the fraction of the time budget used
+                frac = warmup_cosine(int(1000 * elapsed() / (60 * o.time_budget_min)), 1000,
+                                     min(1000, 1000 * o.warmup_steps // max(1, total_steps)), o.min_lr_ratio)
+                for g in optimizer.param_groups:
+                    g["lr"] = g["initial_lr"] * frac
             step, window_bad = step + 1, False
             lr = optimizer.param_groups[0]["lr"]
             if distinfo.is_main:
@@ -247,7 +292,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                     writer.add_scalar("train/lr", lr, step)
                     for k, v in parts.items():
                         writer.add_scalar(f"train/{k}", v, step)
-            if step >= stop_at:
+            if step >= stop_at or out_of_time():
                 break
         bar.close()
         epoch_done = step % steps_per_epoch == 0
@@ -257,7 +302,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
             row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
                    "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
                    "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
-                   "time_s": round(time.time() - t_start, 1)}
+                   "time_s": round(elapsed(), 1)}
             _csv_append(run_dir / "metrics.csv", row)
             writer.add_scalar("val/S", val["S"], step)
             writer.add_scalar("val/MAE", val["MAE"], step)
@@ -272,7 +317,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     if writer is not None:
         writer.close()
     return {"step": step, "best": best, "skipped_steps": skipped, "pretrained": pretrained,
-            "run_dir": str(run_dir), "train_time_s": time.time() - t_start}
+            "run_dir": str(run_dir), "train_time_s": elapsed()}
 
 
 def resume_config(run_dir: Path) -> TrainConfig:

@@ -20,6 +20,8 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("sam_prompt_encoder.", "prompt_encoder"),
     ("sam_mask_decoder.", "mask_decoder"),
     ("no_mem_embed", "no_mem_embed"),
+    ("backbone.", "backbone"),  # classical baselines: ResNet-50 / VGG-16
+    ("encoder.", "encoder"),  # U2-Net's own encoder
 )
 
 
@@ -66,11 +68,12 @@ def frozen_norms_to_eval(model: nn.Module) -> list[str]:
 
 def param_group(name: str) -> str:
     """Group of a parameter name: adapters / cbam / lora / prompt_generator / tuned_blocks / refiner / fad /
-    unet_decoder / image_encoder / prompt_encoder / mask_decoder / no_mem_embed ("other" if none)."""
+    unet_decoder / image_encoder / prompt_encoder / mask_decoder / no_mem_embed; for the classical
+    baselines backbone / encoder, and "decoder" for everything else (their decoders and heads)."""
     for pattern, group in _GROUPS:
         if pattern in name:
             return group
-    return "other"
+    return "decoder"
 
 
 def count_params(model: nn.Module) -> dict[str, tuple[int, int]]:

@@ -56,6 +56,33 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+def all_methods() -> dict[str, str]:
+    """Every trainable model by name -> one-line description: SAM2 methods, then classical baselines."""
+    from sam2sod.models.baselines import BASELINES
+
+    return {**{k: v.description for k, v in METHODS.items()}, **{k: d for k, (_, d) in BASELINES.items()}}
+
+
+def create_baseline(method: str, *, image_size: int, device: str | torch.device = "cpu", seed: int | None = 0,
+                    backbone_weights: str | os.PathLike | None = None, **cfg: Any) -> torch.nn.Module:
+    """Build a classical baseline with the attributes the engine expects of any model (method, method_cfg,
+    base_info with the backbone weights' identity, model_is_pretrained)."""
+    from sam2sod.models.baselines import build_baseline
+    from sam2sod.models.sam2_backbone import file_sha256
+
+    model = build_baseline(method, image_size=image_size, device=device, seed=seed,
+                           backbone_weights=backbone_weights, **cfg)
+    model.method = method
+    model.method_cfg = {k: v for k, v in model.baseline_cfg.items() if k != "backbone_weights"}
+    pretrained = bool(getattr(model, "pretrained_backbone", False))
+    model.base_info = {"version": "baseline", "size": method, "image_size": image_size, "seed": seed,
+                       "checkpoint": os.fspath(backbone_weights) if backbone_weights else None,
+                       "sha256": file_sha256(backbone_weights) if backbone_weights else None,
+                       "pretrained": pretrained}
+    model.model_is_pretrained = pretrained
+    return model
+
+
 def method_options(method: str) -> dict[str, Any]:
     """Keyword options of a method with their defaults, e.g. {'adapter_ratio': 0.25, ...}."""
     spec = _spec(method)
@@ -63,9 +90,14 @@ def method_options(method: str) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def _no_backbone(method: str) -> None:
+    raise SodError(f"model.backbone_weights is for the classical baselines; {method} is a SAM2 method whose "
+                   f"weights go in model.checkpoint")
+
+
 def _spec(method: str) -> MethodSpec:
     if method not in METHODS:
-        raise SodError(f"unknown method {method!r}: known methods are {', '.join(sorted(METHODS))}")
+        raise SodError(f"unknown method {method!r}: known methods are {', '.join(sorted(all_methods()))}")
     return METHODS[method]
 
 
@@ -86,6 +118,15 @@ def create_model(
     `model.method`, `model.method_cfg` (with defaults filled in), `model.base_info` and
     `model.model_is_pretrained` describe what was built.
     """
+    from sam2sod.models.baselines import BASELINES
+
+    if method in BASELINES:
+        if checkpoint is not None:
+            raise SodError(f"{method} is a classical baseline: SAM2 weights (model.checkpoint) do not apply; "
+                           f"ImageNet backbone weights go in model.backbone_weights")
+        return create_baseline(method, image_size=image_size, device=device, seed=seed, **method_cfg)
+    if method_cfg.pop("backbone_weights", None) is not None:
+        _no_backbone(method)
     spec = _spec(method)
     options = method_options(method)
     unknown = sorted(set(method_cfg) - set(options))

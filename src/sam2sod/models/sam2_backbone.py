@@ -24,13 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD  # noqa: F401 - re-exported
 from sam2sod.errors import SodError
 
 logger = logging.getLogger(__name__)
-
-#: ImageNet statistics that SAM2 normalises its inputs with (on images scaled to [0, 1]).
-SAM2_MEAN = (0.485, 0.456, 0.406)
-SAM2_STD = (0.229, 0.224, 0.225)
 
 VERSIONS = ("sam2", "sam2.1")
 SIZES = ("tiny", "small", "base_plus", "large")

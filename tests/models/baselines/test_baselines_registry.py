@@ -58,7 +58,7 @@ def test_edge_maps():
     assert e[0, 0, 8, 8] == 0 and e[0, 0, 0, 0] == 0 and e[0, 0, 4, 8] == 1 and e[0, 0, 3, 8] == 1
     lap = laplacian_edges(m)
     assert lap[0, 0, 8, 8] == 0 and lap[0, 0, 0, 0] == 0 and lap[0, 0, 4, 4] > 0.99
-    assert torch.equal(laplacian_edges(torch.full((1, 1, 8, 8), 0.7)), torch.zeros(1, 1, 8, 8))
+    assert laplacian_edges(torch.full((1, 1, 8, 8), 0.7)).max() < 1e-6  # flat: no boundary
 
 
 def test_paper_losses_prefer_the_truth():

@@ -19,9 +19,9 @@ import torch.nn as nn
 
 from sam2sod.errors import SodError
 from sam2sod.models.baselines.backbones import (
+    VGG16,
     BackboneRandomInitWarning,
     ResNet50,
-    VGG16,
     load_backbone_weights,
     prepare_backbone,
 )

@@ -74,7 +74,7 @@ class F3Net(SODBaseline):
 
     Loss (:meth:`compute_loss`): the pixel position aware loss (weighted BCE + weighted IoU, weights
     ``1 + 5|avgpool31(G) - G|``) on every output, ``L = (L_p1 + L_p2) / 2 + sum_{i=2..5} L_i / 2^(i-1)``,
-    the paper's Eq. 12 as in the authors' training code.
+    with the weights of the authors' released training code.
     Training is multi-scale: each batch is resized to a size drawn from ``TRAIN_SIZES`` (the paper's
     224-352, test at 352).
 

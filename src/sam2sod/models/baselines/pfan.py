@@ -50,7 +50,7 @@ class ChannelAttention(nn.Module):
 
 class SpatialAttention(nn.Module):
     """Spatial attention from the high-level features: ``sigmoid(conv_kx1(conv_1xk(x)) +
-    conv_1xk(conv_kx1(x)))`` with ``k = 9`` and C/2 middle channels (paper Eq. 6-8); BN + ReLU after each
+    conv_1xk(conv_kx1(x)))`` with ``k = 9`` and C/2 middle channels (as in the paper); BN + ReLU after each
     branch's first conv and BN after its second, as in the authors' code, which also has a ReLU there (dropped:
     it would keep the attention above 0.5). ``x: B,C,h,w -> B,1,h,w`` in ``(0, 1)``."""
 
@@ -76,7 +76,7 @@ class PFAN(SODBaseline):
     Both concatenated (128) -> 3x3 conv -> ``logits`` (no side outputs: ``aux_logits`` is empty).
 
     Loss (:func:`pfan_loss`): ``0.7 * BCE + 0.3 * edge loss``, the edge loss being the BCE between the
-    Laplacian boundaries ``|tanh(laplace(.))|`` of the prediction and of the ground truth (paper Eq. 9-11,
+    Laplacian boundaries ``|tanh(laplace(.))|`` of the prediction and of the ground truth (as in the paper,
     alpha = 0.7). The authors' code additionally weights positives (1.12 saliency, 2 edges); not used.
     Parameters: 16,184,999 (trainable) from the authors' released model's layer list; the paper reports
     no count, so ``PAPER_PARAMS`` is that count (VGG-16 convs 14.71M + PFAN head 1.47M, no classifier).

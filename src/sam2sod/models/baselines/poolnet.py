@@ -100,17 +100,18 @@ class PoolNet(SODBaseline):
     guidance, repeat down to stride 2, a last FAM, a 1x1 score conv, upsampled to the input size.
     Outputs: ``logits``; ``aux_logits`` is empty (PoolNet has no deep supervision).
 
-    ``edge=True`` adds the joint edge branch (the paper's joint training with edge detection): after each fused FAM a residual block and a
-    1x1 conv to 16 channels; these give edge side outputs + a fused edge map (``out["edge_logits"]``:
-    [fused, sides...]), and, through two 3x3 convs, 128 edge channels concatenated with the last FAM before
-    the (then 3x3) score conv. The paper trains it on BSDS500 edges; here edge labels come from the
-    masks (:func:`mask_edges`), and the branch's exact block layout is our own reading of the paper.
+    ``edge=True`` adds the joint edge branch (the paper's joint training with edge detection): after each
+    fused FAM a residual block and a 1x1 conv to 16 channels; these give edge side outputs and a fused
+    edge map (``out["edge_logits"]``: [fused, sides...]) and, through two 3x3 convs, 128 edge channels
+    concatenated with the last FAM before the (then 3x3) score conv. The paper trains the branch on
+    BSDS500 edges; here edge labels come from the masks (:func:`mask_edges`), and the branch's exact
+    block layout is our own reading of the paper.
 
     Loss: saliency BCE (mean over pixels; the authors sum over pixels, a learning-rate scale) + with
     ``edge`` the class-balanced edge BCE (:func:`balanced_bce`) on the fused and every side edge output.
-    Parameters (``edge=False``): ResNet-50 68,261,057, the 68.26M reported for the released model in later
-    comparisons (the paper gives none); VGG-16 52,774,849, counted from the authors' released VGG config
-    (no published figure); neither counts the backbones' ImageNet classifiers.
+    Parameters (``edge=False``, no ImageNet classifier): ResNet-50 68,261,057, the 68.26M that later
+    comparisons report for the released model (we found no count in the paper itself); VGG-16 52,774,849,
+    counted from the authors' released VGG configuration (no published figure).
     """
 
     PAPER_PARAMS: ClassVar[int] = 68_260_000
@@ -201,7 +202,11 @@ class PoolNet(SODBaseline):
 
 
 class PoolNetVGG(PoolNet):
-    """PoolNet on VGG-16 (see :class:`PoolNet`); ``PAPER_PARAMS`` is the released VGG config's count."""
+    """PoolNet on VGG-16 (Liu et al., CVPR 2019; see :class:`PoolNet`).
+
+    Parameters: 52,774,849; the paper gives no count, so ``PAPER_PARAMS`` is the count of the authors'
+    released VGG-16 configuration (VGG-16 convs + GGM + FAMs, no classifier, ``edge=False``).
+    """
 
     PAPER_PARAMS: ClassVar[int] = 52_774_849
 

@@ -92,7 +92,7 @@ class U2Net(SODBaseline):
     decoder De_5..De_1 = RSU-4F, RSU-4, RSU-5, RSU-6, RSU-7 on [upsampled deeper, skip]. Six side outputs
     (3x3 conv from En_6 and De_5..De_1, upsampled to the input size) and their 1x1 fusion.
     Outputs: ``logits`` = the fused map S_fuse; ``aux_logits`` = [S_side1 .. S_side6] (finest first).
-    Loss: BCE on the fused and the six side outputs, summed with weights 1 (paper Eq. 4).
+    Loss: BCE on the fused and the six side outputs, summed with weights 1 (as in the paper).
     Trained from scratch (no ImageNet backbone): ``pretrained_backbone`` is always False.
     Parameters: 44,009,869 (paper: 44.0M, 176.3 MB). Any input size works (ceil pooling, resized skips);
     the deepest map is at stride 32.
@@ -139,10 +139,12 @@ class U2Net(SODBaseline):
 
 
 class U2NetP(U2Net):
-    """U²-Netp, the small U²-Net (same paper): every block 16 middle / 64 output channels.
+    """U²-Netp, the small U²-Net (Qin et al., Pattern Recognition 2020): every block 16 middle / 64 output
+    channels.
 
-    Parameters: 1,131,181 (paper: 1.1M, 4.7 MB); ``PAPER_PARAMS`` = 1,100,000 would be 2.8% off the
-    architecture's exact count, so the authors' released u2netp's exact count 1,131,181 is used.
+    Parameters: 1,131,181 (paper Table: 1.1M, 4.7 MB). The paper's figure is rounded to two digits and
+    1,100,000 lies 2.8% below the architecture's exact count, so ``PAPER_PARAMS`` is that exact count,
+    which rounds to the paper's 1.1M (the 4.7 MB file also holds the BatchNorm running statistics).
     """
 
     PAPER_PARAMS: ClassVar[int] = 1_131_181

@@ -181,8 +181,10 @@ def apply_sam2unet(model: SAM2SOD, *, adapter_dim: int = 32, rfb_dim: int = 64) 
     if int(adapter_dim) < 1 or int(rfb_dim) < 1:
         raise SodError(f"sam2unet needs adapter_dim >= 1 and rfb_dim >= 1 (got {adapter_dim}, {rfb_dim})")
     device = model.no_mem_embed.device
-    freeze(model)
     enc = model.image_encoder
+    if not enc.trunk.return_interm_layers:
+        raise SodError("sam2unet needs all four Hiera stage features (return_interm_layers)")
+    freeze(model)
     enc.trunk = AdaptedHiera(enc.trunk, int(adapter_dim)).to(device)
     del enc.neck, model.sam_prompt_encoder, model.sam_mask_decoder, model.no_mem_embed
     model.__class__ = SAM2UNetSOD  # same instance, SAM2-UNet forward (no state is copied)

@@ -54,7 +54,7 @@ def fft_high_pass(x: torch.Tensor, ratio: float) -> torch.Tensor:
     Returns the real inverse FFT (no absolute value), same shape and dtype as `x`.
     """
     h, w = x.shape[-2:]
-    spec = torch.fft.fft2(x.float())
+    spec = torch.fft.fft2(x if x.dtype == torch.float64 else x.float())
     spec = spec.masked_fill(low_freq_mask(h, w, ratio, x.device), 0)
     return torch.fft.ifft2(spec).real.to(x.dtype)
 

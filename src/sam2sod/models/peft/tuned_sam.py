@@ -10,8 +10,8 @@ base_plus 24, large 48), tuned block k sitting at the *input* of Hiera block j_k
     x_{j_k}     <- x_{j_k} + expand_k(resample(F_tb^k))     (eq. 9, expand to the block's input width)
     F_tb^{k+1}  =  compress_k(x_{j_k})                      (eq. 10, width round(tb_ratio * width))
 
-F_tb^0 = stem(patch-embedded tokens), a compress conv1x1 at stride 4. Hiera's stages change width
-and resolution: each expand maps the incoming F_tb width to its block's input width and each
+F_tb^0 = stem(x_0), a compress conv1x1 of block 0's input (patch + position embedding, stride 4).
+Hiera's stages change width and resolution: each expand maps the incoming F_tb width to its block's input width and each
 compress maps that width down again (widths follow the stage), and `resample` average-pools F_tb
 by the integer stride ratio when a stage change (q-pool) lies between two tuned blocks. The last
 tuned block has no compress (nothing would read it). expand's BN gamma and beta start at 0, so
