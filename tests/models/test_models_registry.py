@@ -26,7 +26,8 @@ def test_registry_contents_and_errors() -> None:
     assert all(isinstance(spec.description, str) and spec.description for spec in METHODS.values())
     assert method_options("adapter_cbam") == {"adapter_ratio": 0.25, "cbam_reduction": 16, "cbam_kernel_size": 7}
     assert method_options("full") == {}
-    with pytest.raises(SodError, match="unknown method 'nope': known methods are adapter_cbam, decoder_only, full, "):
+    with pytest.raises(SodError, match="unknown method 'nope': known methods are adapter_cbam, decoder_only, f3net, "
+                       "full, .*u2netp"):
         create_model("nope")
     with pytest.raises(SodError, match=r"unknown option\(s\) for method 'adapter_cbam': ratio .*adapter_ratio"):
         create_model("adapter_cbam", ratio=0.5)
