@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sam2sod.models.peft.hiera_wrap import HieraWrapper
+
 
 class Adapter(nn.Module):
     """Bottleneck adapter on (..., C) tensors: x + up(GELU(down(x))); identity at init."""
@@ -84,7 +86,7 @@ class CBAM(nn.Module):
         return x + self.gate_spatial * (self.spatial(x) * x)
 
 
-class AdapterCBAMHiera(nn.Module):
+class AdapterCBAMHiera(HieraWrapper):
     """A Hiera trunk with a CBAM after every block and an Adapter after every stage.
 
     Input (B,3,S,S) -> list of stage features (B,C_i,S/4/2^i,S/4/2^i), like Hiera.forward.
@@ -92,37 +94,19 @@ class AdapterCBAMHiera(nn.Module):
 
     def __init__(self, trunk: nn.Module, adapter_ratio: float = 0.25, cbam_reduction: int = 16,
                  cbam_kernel_size: int = 7) -> None:
-        super().__init__()
-        from sam2.modeling.backbones.hieradet import Hiera
-
-        if not isinstance(trunk, Hiera):
-            raise TypeError(f"expected sam2's Hiera trunk, got {type(trunk).__name__}")
-        own = {n for n, _ in trunk.named_children()} | {n for n, _ in trunk.named_parameters(recurse=False)}
-        own |= {n for n, _ in trunk.named_buffers(recurse=False)}
-        if own != {"patch_embed", "pos_embed", "pos_embed_window", "blocks"}:
-            raise TypeError(f"unexpected Hiera layout (this sam2 version is not supported): {sorted(own)}")
-        self.patch_embed = trunk.patch_embed
-        self.pos_embed = trunk.pos_embed
-        self.pos_embed_window = trunk.pos_embed_window
-        self.blocks = trunk.blocks
-        self.stage_ends: list[int] = list(trunk.stage_ends)
-        self.return_interm_layers: bool = trunk.return_interm_layers
-        self.channel_list = trunk.channel_list  # read by ImageEncoder/FpnNeck users
-        self.window_spec = trunk.window_spec
-        self._hiera_pos_embed = Hiera._get_pos_embed
+        super().__init__(trunk)
         self.cbams = nn.ModuleList(CBAM(b.dim_out, cbam_reduction, cbam_kernel_size) for b in self.blocks)
         self.adapters = nn.ModuleList(Adapter(self.blocks[i].dim_out, adapter_ratio) for i in self.stage_ends)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.patch_embed(x)  # (B,H,W,C)
-        x = x + self._hiera_pos_embed(self, x.shape[1:3])
+        _, x = self.tokens(x)  # (B,H,W,C) with Hiera's position embedding
         outputs = []
         for i, blk in enumerate(self.blocks):
             x = self.cbams[i](blk(x))
             if i in self.stage_ends:
                 x = self.adapters[self.stage_ends.index(i)](x)
-                if i == self.stage_ends[-1] or self.return_interm_layers:
-                    outputs.append(x.permute(0, 3, 1, 2))
+            if self.is_output(i):
+                outputs.append(x.permute(0, 3, 1, 2))
         return outputs
 
 
