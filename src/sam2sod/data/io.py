@@ -16,9 +16,11 @@ Conventions (shared by `load_image`, `load_mask` and `image_size`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,28 +85,36 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _open_loaded(path: str | os.PathLike, what: str) -> Image.Image:
-    """Decode `path` fully, EXIF orientation applied; every failure becomes a `SodError` naming the file."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path, what: str) -> Iterator[Image.Image]:
+    """`Image.open(path)` with Pillow's decompression-bomb limit as an error; any failure while the file is
+    open (in here or in the caller's block) becomes a `SodError` naming the file."""
     _apply_env_limit()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                im.load()
-                try:
-                    ImageOps.exif_transpose(im, in_place=True)
-                except Exception:
-                    pass  # broken EXIF: keep the image as stored
-                if im.size[0] == 0 or im.size[1] == 0:
-                    raise ValueError(f"image has zero size {im.size[0]}x{im.size[1]}")
-                return im
+                yield im
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise SodError(_bomb_message(path, what, err)) from None
     except SodError:
         raise
     except Exception as err:
         raise _read_error(path, what, err) from None
+
+
+def _open_loaded(path: str | os.PathLike, what: str) -> Image.Image:
+    """Decode `path` fully, EXIF orientation applied; every failure becomes a `SodError` naming the file."""
+    path = Path(path)
+    with _opened(path, what) as im:
+        im.load()
+        try:
+            ImageOps.exif_transpose(im, in_place=True)
+        except Exception:
+            pass  # broken EXIF: keep the image as stored
+        if im.size[0] == 0 or im.size[1] == 0:
+            raise ValueError(f"image has zero size {im.size[0]}x{im.size[1]}")
+        return im
 
 
 def _high_depth_to_uint8(im: Image.Image) -> np.ndarray:
@@ -181,19 +191,11 @@ def image_size(path: str | os.PathLike, what: str = "image") -> tuple[int, int]:
     `what` ("image"/"mask") only changes the wording of errors.
     """
     path = Path(path)
-    _apply_env_limit()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
-                orientation = 1
-                if not (im.format == "PNG" and "exif" not in im.info):
-                    orientation = _orientation(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise SodError(_bomb_message(path, what, err)) from None
-    except Exception as err:
-        raise _read_error(path, what, err) from None
+    with _opened(path, what) as im:
+        width, height = im.size
+        orientation = 1
+        if not (im.format == "PNG" and "exif" not in im.info):
+            orientation = _orientation(im)
     if orientation in _TRANSPOSED_ORIENTATIONS:
         return width, height
     return height, width

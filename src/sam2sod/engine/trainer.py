@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from sam2sod.atomic import atomic_write_text
-from sam2sod.engine.checkpoint import config_of, model_from_config, read_checkpoint, save_checkpoint
+from sam2sod.engine.checkpoint import model_from_config, read_checkpoint, save_checkpoint
 from sam2sod.engine.config import TrainConfig, dump_yaml, to_dict, validate
 from sam2sod.engine.data import build_train_dataset, split_train_val
 from sam2sod.engine.inference import predict_items
@@ -319,6 +319,3 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     return {"step": step, "best": best, "skipped_steps": skipped, "pretrained": pretrained,
             "run_dir": str(run_dir), "train_time_s": elapsed()}
 
-
-def resume_config(run_dir: Path) -> TrainConfig:
-    return config_of(read_checkpoint(Path(run_dir) / "last.pt"))
