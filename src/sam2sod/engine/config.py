@@ -29,7 +29,8 @@ class ModelConfig:
     image_size: int = 352  # multiple of 32
     checkpoint: str | None = None  # official SAM2 checkpoint; None = random init (loud warning)
     backbone_weights: str | None = None  # classical baselines: torchvision ImageNet ResNet-50 / VGG-16 file
-    multimask: bool = False
+    multimask: bool = False  # train on the best of SAM's 3 masks (min loss), infer with the highest predicted IoU
+    init_from: str | None = None  # start from another run's weights: a run dir, best.pt/last.pt (fine-tuning)
     args: dict[str, Any] = field(default_factory=dict)  # method-specific options, e.g. {adapter_ratio: 0.25}
 
 
@@ -55,7 +56,9 @@ class DataConfig:
     """Where the data is. `root` uses layout auto-detection; `images`/`masks` override it.
 
     Validation: `val_root` if given, else a fixed split by sorted file name: the first `train_count`
-    names train and the rest validate (`train_count: null` -> `val_fraction` of the names validate).
+    names train, the next `val_count` validate (pick `best.pt`) and the rest form the held-out test
+    split (`val_count: null` -> every name after the train part validates and there is no test split;
+    `train_count: null` -> `val_fraction` of the names validate).
     """
 
     root: str | None = None
@@ -63,6 +66,7 @@ class DataConfig:
     masks: str | None = None
     val_root: str | None = None
     train_count: int | None = None
+    val_count: int | None = None
     val_fraction: float = 0.1
     resize_mask: bool = False
     workers: int = 0
@@ -72,8 +76,13 @@ class DataConfig:
 
 @dataclass
 class PromptSimConfig:
-    """Prompts simulated from the GT during training only (evaluation is prompt-free by default)."""
+    """Prompts simulated from the GT during training only (evaluation is prompt-free by default).
 
+    `enabled: null` follows the method's paper (`sam2sod methods`: only adapter_cbam, report 000, trains
+    with simulated prompts); true / false override it. The rest are `sam2sod.data.prompts.PromptConfig`.
+    """
+
+    enabled: bool | None = None
     p_prompt_free: float = 0.5
     p_points: float = 0.5
     p_box: float = 0.5
@@ -81,17 +90,24 @@ class PromptSimConfig:
     k_fg: int = 1
     k_bg: int = 0
     box_jitter: float = 0.1
+    box_min_shift_px: float = 2.0
+    mask_kernel: list[int] = field(default_factory=lambda: [3, 7])  # odd erosion/dilation sizes, low-res px
+    logit_scale: float = 10.0  # mask prompts are +-logit_scale logits
 
 
 @dataclass
 class LossConfig:
-    """Report-000 objective: weighted BCE + Dice + SSIM (`name: sod`), or `structure` (wBCE + wIoU)."""
+    """Report-000 objective: BCE + Dice + SSIM (`name: sod`), or `structure` (weighted BCE + weighted IoU).
+
+    `edge`: weight of the Dice loss on the edge head's output (adapter_cbam `model.args.edge: true`).
+    """
 
     name: str = "sod"
     bce: float = 1.0
     dice: float = 1.0
     ssim: float = 1.0
-    iou_head: float = 0.0  # MSE of the IoU head against the real IoU
+    iou_head: float = 0.0  # MSE of the IoU head against the real IoU (of each mask with multimask)
+    edge: float = 1.0
 
 
 @dataclass
@@ -110,6 +126,7 @@ class OptimConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, budgets)
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
     time_budget_min: float | None = None  # stop after this much training time; LR follows the budget used
+    checkpoint_every_steps: int = 500  # also write last.pt every N optimizer steps (0 = only at epoch ends)
 
 
 @dataclass
@@ -125,6 +142,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     val_batch_size: int = 8
     log_every: int = 10
+    # Several stages in one run, each a sub-run RUN/<name>/ with its own best/last, started from the previous
+    # stage's best.pt: [{name: decoder, set: {model.args.use_fad: false, ...}}, {name: side, set: {...}}]
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
