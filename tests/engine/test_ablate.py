@@ -26,7 +26,7 @@ def test_ablate_runs_grid_and_skips_finished_cells(tmp_path, capsys):
     data = tmp_path / "ds"
     make_synthetic(data, n=10, size=64, seed=2)
     args = ["ablate", "--grid", "model.method=adapter_cbam,decoder_only", "--out", str(tmp_path / "abl")]
-    for o in (f"data.root={data}", "data.train_count=6", "model.image_size=64", "optim.batch_size=2",
+    for o in (f"data.root={data}", "data.train_count=6", "data.val_count=2", "model.image_size=64", "optim.batch_size=2",
               "optim.epochs=1", "optim.max_steps=2", "device=cpu"):
         args += ["--set", o]
     assert main(args) == 0
@@ -36,8 +36,10 @@ def test_ablate_runs_grid_and_skips_finished_cells(tmp_path, capsys):
         assert 0 <= float(r["S"]) <= 1 and 0 <= float(r["MAE"]) <= 1 and float(r["infer_ms"]) > 0
         assert 0 < int(r["trainable_params"]) < int(r["total_params"]) and r["steps"] == "2"
     assert int(rows[0]["trainable_params"]) > int(rows[1]["trainable_params"])  # adapters + CBAM on top
+    assert {r["split"] for r in rows} == {"test"}
     md = (tmp_path / "abl" / "ablation.md").read_text()
-    assert md.startswith("| cell | S |") and md.count("\n") == 4
+    assert md.startswith("Scored prompt-free on the held-out test split (2 images; not used for training")
+    assert "| cell | S |" in md and md.count("\n") == 6
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 2

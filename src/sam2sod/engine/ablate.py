@@ -1,8 +1,11 @@
 """`sam2sod ablate`: train and score every cell of a config grid; resumable; Markdown + CSV table.
 
 Each cell is a run directory `OUT/<cell>/` with the usual run files plus `result.json` once finished;
-cells with a `result.json` are skipped, a cell with only `last.pt` is resumed. Every cell is scored
-prompt-free on its validation split with the full metric set, and timed (train time, inference ms/image).
+cells with a `result.json` are skipped, a cell with only `last.pt` (or unfinished stages) is resumed.
+`best.pt` is chosen on the validation split; every cell is then scored prompt-free on the held-out TEST
+split (`data.val_count` set: names after train + val), which neither training nor checkpoint selection
+saw, with the full metric set, and timed (train time, inference ms/image). A config without a test split
+is scored on its validation split, and the table says so in its header.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sam2sod.engine.config import TrainConfig, load_config
 from sam2sod.errors import SodError
 
 COLUMNS = ("cell", "S", "maxE", "wF", "MAE", "maxF", "trainable_params", "total_params", "train_min",
-           "infer_ms", "steps")
+           "infer_ms", "steps", "split")
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
@@ -44,18 +47,36 @@ def cell_name(assignments: list[tuple[str, Any]]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "__".join(parts)) or "base"
 
 
+def score_split(cfg: TrainConfig) -> str:
+    """"test" when the config holds out a test split, else "val"."""
+    from sam2sod.engine.data import split_pairs
+
+    return "test" if split_pairs(cfg.data)["test"] else "val"
+
+
+def split_header(split: str, n: int) -> str:
+    """The line above an ablation table saying what it was measured on."""
+    if split == "test":
+        return (f"Scored prompt-free on the held-out test split ({n} images; not used for training or to "
+                f"pick best.pt, which was chosen on the val split).")
+    return (f"Scored prompt-free on the validation split ({n} images), which also picked best.pt: set "
+            f"data.val_count to hold out a test split.")
+
+
 def evaluate_cell(run: Path, cfg: TrainConfig) -> dict[str, float]:
-    """Prompt-free full metrics of `run/best.pt` on the config's validation split, plus inference ms/image."""
+    """Prompt-free full metrics of `run/best.pt` on the test split (else val), plus inference ms/image."""
     from sam2sod.data.io import load_mask
+    from sam2sod.engine.batch import quiet_random_init
     from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.engine.data import split_train_val
+    from sam2sod.engine.data import as_items, split_pairs
     from sam2sod.engine.inference import predict_items
     from sam2sod.engine.runtime import select_device
     from sam2sod.metrics import SODMetrics
 
     device = select_device(cfg.device)
-    model = build_model_from_checkpoint(read_checkpoint(run / "best.pt"), device)
-    _, val = split_train_val(cfg.data)
+    with quiet_random_init():
+        model = build_model_from_checkpoint(read_checkpoint(run / "best.pt"), device)
+    val = as_items(split_pairs(cfg.data)[score_split(cfg)])
     acc = SODMetrics()
     masks = {n: m for n, _, m in val}
     t0 = time.perf_counter()
@@ -69,22 +90,22 @@ def evaluate_cell(run: Path, cfg: TrainConfig) -> dict[str, float]:
 
     total, trainable = count_params(model)["total"]
     return {"S": r["Smeasure"], "maxE": r["maxEm"], "wF": r["wFmeasure"], "MAE": r["MAE"], "maxF": r["maxFm"],
-            "trainable_params": trainable, "total_params": total, "infer_ms": infer_ms}
+            "trainable_params": trainable, "total_params": total, "infer_ms": infer_ms,
+            "split": score_split(cfg), "n_images": len(val)}
 
 
 def run_cell(run: Path, cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) one cell, then evaluate it; writes `run/result.json`."""
-    from sam2sod.engine.trainer import train
+    from sam2sod.engine.stages import has_run, run_training
 
-    summary = train(None, run, resume=True) if (run / "last.pt").exists() else train(cfg, run)
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
-    result = {**evaluate_cell(run, cfg), "train_min": float(rows[-1]["time_s"]) / 60, "steps": summary["step"]}
+    summary = run_training(None, run, resume=True) if has_run(run) else run_training(cfg, run)
+    result = {**evaluate_cell(run, cfg), "train_min": summary["train_time_s"] / 60, "steps": summary["step"]}
     atomic_write_text(run / "result.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
 def format_tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """(Markdown table, CSV text) of the ablation rows."""
+    """(Markdown table with a header line naming the scored split, CSV text) of the ablation rows."""
     def fmt(k: str, v: Any) -> str:
         if k in ("trainable_params", "total_params"):
             return f"{v / 1e6:.2f}M"
@@ -92,13 +113,15 @@ def format_tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
             return f"{v:.1f}"
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(fmt(k, r[k]) for k in COLUMNS) + " |" for r in rows]
+    splits = {(r.get("split", "val"), r.get("n_images", 0)) for r in rows}
+    md = [split_header(*s) for s in sorted(splits)] + [""]
+    md += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(fmt(k, r.get(k, "val" if k == "split" else "")) for k in COLUMNS) + " |" for r in rows]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS))
     w.writeheader()
     for r in rows:
-        w.writerow({k: r[k] for k in COLUMNS})
+        w.writerow({k: r.get(k, "val" if k == "split" else "") for k in COLUMNS})
     return "\n".join(md) + "\n", buf.getvalue()
 
 

@@ -6,6 +6,7 @@ Unknown keys and wrongly typed values are errors that name the key, never silent
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ class LossConfig:
     bce: float = 1.0
     dice: float = 1.0
     ssim: float = 1.0
-    iou_head: float = 0.0  # MSE of the IoU head against the real IoU (of each mask with multimask)
+    iou_head: float | None = None  # MSE of the IoU head vs each mask's real IoU; null = 1 with multimask, else 0
     edge: float = 1.0
 
 
@@ -229,33 +230,145 @@ def resolve_config_path(path: str | Path) -> Path:
                    f"{', '.join(sorted(q.stem for q in CONFIG_DIR.glob('*.yaml')))})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or defaults when `path` is None), apply `--set` overrides, validate."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line} (first given at line {first})")
+
+
+def _read_yaml(p: Path) -> dict[str, Any]:
+    """The top-level mapping of a config file; SodError (one line) for unreadable, non-UTF-8 or bad YAML."""
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SodError(f"config file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                       "save it as UTF-8") from None
+    except OSError as e:
+        raise SodError(f"cannot read config file {p}: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise SodError(f"config file {p}: {e}") from None
+    except yaml.YAMLError as e:
+        raise SodError(f"config file {p} is not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SodError(f"config file {p}: the top level must be a mapping of sections (model:, data:, optim:, "
+                       f"...), got a {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                check_paths: bool = False) -> TrainConfig:
+    """Read a YAML config (or defaults when `path` is None), apply `--set` overrides, validate, make paths absolute.
+
+    Relative paths are taken from the current directory (`resolve_paths`). `check_paths`: also fail when a
+    data folder does not exist (`check_data_paths`), e.g. for `train`, before any run folder is made.
+    """
     data: dict[str, Any] = {}
+    p = None
     if path is not None:
         p = resolve_config_path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise SodError(f"config file {p} is not valid YAML: {e}") from None
+        data = _read_yaml(p)
+    for name in ("model", "data", "prompts", "loss", "optim"):  # `optim:` with nothing under it
+        if name in data and data[name] is None:
+            data[name] = {}
     for o in overrides or []:
-        apply_override(data, o)
+        try:
+            apply_override(data, o)
+        except yaml.YAMLError as e:
+            raise SodError(f"--set {o!r}: the value is not valid YAML: {' '.join(str(e).split())}") from None
     cfg = from_dict(TrainConfig, data)
     validate(cfg)
-    return cfg
+    resolved = resolve_paths(cfg)
+    if check_paths:
+        bundled = p is not None and p.resolve().parent == CONFIG_DIR
+        check_data_paths(resolved, bundled_config=p if bundled else None, original=cfg)
+    return resolved
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Cross-field checks with readable messages."""
-    if cfg.model.image_size <= 0 or cfg.model.image_size % 32:
-        raise SodError(f"model.image_size must be a positive multiple of 32, got {cfg.model.image_size}")
-    o = cfg.optim
-    if o.epochs < 1 or o.batch_size < 1 or o.accum_steps < 1:
-        raise SodError("optim.epochs, optim.batch_size and optim.accum_steps must be >= 1")
-    if o.amp not in ("auto", "off", "bf16", "fp16"):
-        raise SodError(f"optim.amp must be auto, off, bf16 or fp16, got {o.amp!r}")
-    if not 0 < cfg.data.val_fraction < 1:
-        raise SodError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
+    """Every value's range / choice and the cross-field checks, with messages naming the key.
+
+    Runs before any model or run folder is made; normalises the types of `cfg.model.args` in place.
+    """
+    from sam2sod.engine.config_checks import check_values
+
+    check_values(cfg)
+
+
+_PATH_SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+def _absolute(value: str | None, base: Path) -> str | None:
+    if value is None or value == "":
+        return value
+    p = Path(value).expanduser()
+    return os.path.abspath(p if p.is_absolute() else base / p)
+
+
+def _is_path(value: str | None) -> bool:
+    return value is not None and (os.sep in value or "/" in value or value.endswith(_PATH_SUFFIXES))
+
+
+def resolve_paths(cfg: TrainConfig, base: Path | None = None) -> TrainConfig:
+    """A copy of `cfg` whose data and weight paths are absolute (relative ones are taken from `base`,
+    default the current directory), so a run's saved config works from any directory.
+
+    `data.images` / `data.masks` relative to a `data.root` stay relative to it (as `find_pairs` reads them);
+    `model.checkpoint` only when it looks like a path (has a separator or a .pt/.pth/.safetensors suffix).
+    """
+    base = Path.cwd() if base is None else Path(base)
+    d, m = cfg.data, cfg.model
+    root = _absolute(d.root, base)
+    under = Path(root) if root else base
+    data = dataclasses.replace(d, root=root, images=_absolute(d.images, under), masks=_absolute(d.masks, under),
+                               val_root=_absolute(d.val_root, base))
+    model = dataclasses.replace(
+        m, checkpoint=_absolute(m.checkpoint, base) if _is_path(m.checkpoint) else m.checkpoint,
+        backbone_weights=_absolute(m.backbone_weights, base), init_from=_absolute(m.init_from, base))
+    return dataclasses.replace(cfg, data=data, model=model)
+
+
+def check_data_paths(cfg: TrainConfig, bundled_config: Path | None = None, original: TrainConfig | None = None) -> None:
+    """SodError when a data folder of `cfg` (already absolute) does not exist.
+
+    `bundled_config`: the bundled config it came from; when the missing path was relative there (`original`),
+    the message says how to point it at the dataset.
+    """
+    d = cfg.data
+    orig = original.data if original is not None else d
+    for key in ("root", "images", "masks", "val_root"):
+        value = getattr(d, key)
+        if value is None or Path(value).is_dir():
+            continue
+        what = "is not a folder" if Path(value).exists() else "does not exist"
+        msg = f"config key data.{key}: {value} {what}"
+        given = getattr(orig, key)
+        if bundled_config is not None and given is not None and not Path(given).expanduser().is_absolute():
+            msg += (f" (the bundled config {bundled_config.stem} gives the relative path {given}, taken from the "
+                    f"current directory {Path.cwd()}; run from the directory it expects or point it at your copy "
+                    f"with --set data.{key}=/path/to/dataset)")
+        raise SodError(msg)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from sam2sod.atomic import atomic_write_text
+from sam2sod.engine.batch import (  # noqa: F401  (compute_loss and simulate_batch_prompts are re-exported)
+    compute_loss,
+    multiscale_sizes,
+    prompts_enabled,
+    quiet_random_init,
+    rescale_batch,
+    simulate_batch_prompts,
+)
 from sam2sod.engine.checkpoint import model_from_config, read_checkpoint, save_checkpoint
 from sam2sod.engine.config import TrainConfig, dump_yaml, to_dict, validate
-from sam2sod.engine.data import build_train_dataset, split_train_val
+from sam2sod.engine.data import build_train_dataset, decode_check, split_train_val
 from sam2sod.engine.inference import predict_items
+from sam2sod.engine.init_from import load_init_weights
 from sam2sod.engine.runtime import (
     autocast_dtype,
     init_distributed,
@@ -74,70 +84,6 @@ def validate_model(model: torch.nn.Module, val_items: list, cfg: TrainConfig, de
     return {"S": s_sum / n, "MAE": mae_sum / n}
 
 
-def compute_loss(out: dict, masks: torch.Tensor, cfg: TrainConfig,
-                 model: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The configured objective; a model with its own `compute_loss` (deep supervision, paper losses) uses it."""
-    from sam2sod.losses import iou_head_loss, sod_objective, structure_loss
-
-    own = getattr(model, "compute_loss", None)
-    if own is not None:
-        total, parts = own(out, masks)
-        return total, {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in parts.items()}
-    logits = out["logits"].float()
-    if cfg.loss.name == "structure":
-        total, parts = structure_loss(logits, masks), {}
-    else:
-        total, parts = sod_objective(logits, masks, bce=cfg.loss.bce, dice=cfg.loss.dice, ssim=cfg.loss.ssim)
-    if cfg.loss.iou_head > 0 and "iou" in out:
-        low = torch.nn.functional.interpolate(masks, size=out["low_res_logits"].shape[-2:], mode="bilinear")
-        iou = iou_head_loss(out["iou"].float(), out["low_res_logits"].float(), low)
-        total = total + cfg.loss.iou_head * iou
-    return total, {k: float(v.detach()) for k, v in parts.items()}
-
-
-def simulate_batch_prompts(masks: torch.Tensor, cfg: TrainConfig, seed: int, device: torch.device):
-    """Prompts for a training batch from its GT masks, with a generator derived from (run seed, step)."""
-    from sam2sod.data.prompts import PromptConfig, collate_prompts, simulate_prompts
-
-    p = cfg.prompts
-    pcfg = PromptConfig(p_prompt_free=p.p_prompt_free, p_points=p.p_points, p_box=p.p_box, p_mask=p.p_mask,
-                        k_fg=p.k_fg, k_bg=p.k_bg, box_jitter=p.box_jitter)
-    gen = torch.Generator().manual_seed(seed)
-    batch = collate_prompts([simulate_prompts(m.cpu(), pcfg, gen) for m in masks], cfg.model.image_size)
-    return batch.to(device) if batch is not None else None
-
-
-def multiscale_sizes(model: torch.nn.Module, cfg: TrainConfig) -> list[int]:
-    """Training sizes for multi-scale training: `data.multiscale`, else the model's paper sizes
-    (`TRAIN_SIZES`, e.g. F3Net), else none. SAM2 methods need their fixed input size."""
-    sizes = cfg.data.multiscale if cfg.data.multiscale is not None else list(getattr(model, "TRAIN_SIZES", []))
-    if sizes and isinstance(model, _sam2sod_cls()):
-        raise SodError(f"data.multiscale {sizes} needs a model that takes any input size; "
-                       f"{cfg.model.method} runs at model.image_size={cfg.model.image_size}")
-    bad = [s for s in sizes if s <= 0 or s % 32]
-    if bad:
-        raise SodError(f"data.multiscale sizes must be positive multiples of 32, got {bad}")
-    return list(sizes)
-
-
-def _sam2sod_cls() -> type:
-    from sam2sod.models import SAM2SOD
-
-    return SAM2SOD
-
-
-def rescale_batch(images: torch.Tensor, masks: torch.Tensor, sizes: list[int],
-                  seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize a batch to one of `sizes`, chosen by a generator seeded from (run seed, step)."""
-    gen = torch.Generator().manual_seed(seed)
-    s = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
-    if images.shape[-1] == s and images.shape[-2] == s:
-        return images, masks
-    resize = torch.nn.functional.interpolate
-    return (resize(images, size=(s, s), mode="bilinear", align_corners=False),
-            resize(masks, size=(s, s), mode="bilinear", align_corners=False))
-
-
 def _csv_append(path: Path, row: dict[str, Any]) -> None:
     """Rewrite metrics.csv atomically with one more row (files stay small: one row per epoch)."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -147,6 +93,51 @@ def _csv_append(path: Path, row: dict[str, Any]) -> None:
         w.writeheader()
     w.writerow(row)
     atomic_write_text(path, old + buf.getvalue())
+
+
+def _csv_cut(path: Path, step: int) -> None:
+    """Drop metrics.csv rows after `step` (a resumed run rewrites them; no duplicate epoch rows)."""
+    if not path.exists():
+        return
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    keep = [r for r in rows if int(r["step"]) <= step]
+    if len(keep) < len(rows):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+        atomic_write_text(path, buf.getvalue())
+
+
+class StopSignal:
+    """SIGINT / SIGTERM set `received`; the loop finishes its step, saves last.pt and stops (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.received is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: finishing this step, then saving last.pt", self.received)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _stopped(stop: StopSignal, run_dir: Path, step: int) -> SodError:
+    return SodError(f"stopped by {stop.received} at step {step}: {run_dir / 'last.pt'} saved; "
+                    f"continue with: sam2sod train --resume {run_dir}")
 
 
 def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
@@ -171,8 +162,9 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     amp_dtype = autocast_dtype(device, cfg.optim.amp)
     seed_everything(cfg.seed + distinfo.rank)
 
-    # ---- data
+    # ---- data (every train and val image decoded once up front: a broken file stops us before step 1)
     train_pairs, val_pairs = split_train_val(cfg.data)
+    decode_check(train_pairs, val_pairs, show=distinfo.is_main)
     train_ds = build_train_dataset(train_pairs, cfg)
     o = cfg.optim
     sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
@@ -184,11 +176,14 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     if steps_per_epoch < 1:
         raise SodError(f"{len(train_ds)} training images are too few for batch_size {o.batch_size} x accum_steps "
                        f"{o.accum_steps} x {distinfo.world} processes")
-    total_steps = steps_per_epoch * o.epochs
+    total_steps = min(steps_per_epoch * o.epochs, o.max_steps or steps_per_epoch * o.epochs)  # LR schedule length
 
-    # ---- model, optimizer, schedule
+    # ---- model (optionally started from another run's weights), optimizer, schedule
     m = cfg.model
-    model = model_from_config(m, device, cfg.seed)
+    with quiet_random_init():
+        model = model_from_config(m, device, cfg.seed)
+        if m.init_from and ckpt is None:
+            load_init_weights(model, m.init_from)
     pretrained = bool(model.model_is_pretrained)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -210,13 +205,18 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     writer = None
     if distinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        from sam2sod.atomic import remove_stale_tmp
+
+        remove_stale_tmp(run_dir)
+        _csv_cut(run_dir / "metrics.csv", step)  # rows a resumed run will write again
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"))
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if ckpt is not None else None)
         if not pretrained:
             log.warning("RANDOM INIT: no pretrained weights loaded (model.checkpoint for SAM2 methods, "
                         "model.backbone_weights for baselines); results are not those of a pretrained model")
+        log.info("%s: %s", m.method, "trains with simulated prompts" if prompts_enabled(cfg) else "trains prompt-free")
 
     def state(epoch: int, step_in_epoch: int) -> dict[str, Any]:
         return {"model": state_for_checkpoint(model), "optimizer": optimizer.state_dict(),
@@ -226,7 +226,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
 
     # ---- loop
     start_epoch, skip_steps = divmod(step, steps_per_epoch)
-    stop_at = min(total_steps, o.max_steps or total_steps)
+    stop_at = total_steps
     t_start = time.time()
 
     def elapsed() -> float:
@@ -236,86 +236,95 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         return o.time_budget_min is not None and elapsed() >= 60 * o.time_budget_min
 
     sizes = multiscale_sizes(model, cfg)
-    for epoch in range(start_epoch, o.epochs):
-        if step >= stop_at or out_of_time():
-            break
-        sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
-        train_ds.set_epoch(epoch)
-        ddp_model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not distinfo.is_main, dynamic_ncols=True)
-        loss_sum, loss_n, window_bad = 0.0, 0, False
-        for micro, batch in enumerate(bar):
-            images, masks = batch["image"].to(device), batch["mask"].to(device)
-            if sizes:
-                images, masks = rescale_batch(images, masks, sizes, cfg.seed * 7919 + step)
-            prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97 + micro % o.accum_steps
-                                             + distinfo.rank * 7919, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = ddp_model(images, prompts, multimask=m.multimask)
-            loss, parts = compute_loss(out, masks, cfg, model)
-            if not torch.isfinite(loss):
-                window_bad = True
-            else:
-                scaler.scale(loss / o.accum_steps).backward()
-                loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
-            if (micro + 1) % o.accum_steps:
-                continue
-            # ---- optimizer step (or skip it when the window had a non-finite loss)
-            if window_bad:
-                optimizer.zero_grad(set_to_none=True)
-                skipped, bad_in_row = skipped + 1, bad_in_row + 1
-                log.warning("non-finite loss at step %d: step skipped (%d in a row)", step, bad_in_row)
-                if bad_in_row >= o.max_bad_steps:
-                    raise SodError(f"training stopped at step {step}: {bad_in_row} non-finite losses in a row "
-                                   f"(try a lower optim.lr or optim.amp=off); the last good checkpoint "
-                                   f"{run_dir / 'last.pt'} is intact")
-            else:
-                bad_in_row = 0
-                scaler.unscale_(optimizer)
-                if o.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], o.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            if o.time_budget_min is not None:  # the schedule follows the fraction of the time budget used
-                frac = warmup_cosine(int(1000 * elapsed() / (60 * o.time_budget_min)), 1000,
-                                     min(1000, 1000 * o.warmup_steps // max(1, total_steps)), o.min_lr_ratio)
-                for g in optimizer.param_groups:
-                    g["lr"] = g["initial_lr"] * frac
-            step, window_bad = step + 1, False
-            lr = optimizer.param_groups[0]["lr"]
-            if distinfo.is_main:
-                bar.set_postfix(loss=f"{loss_sum / max(1, loss_n):.4f}", lr=f"{lr:.2e}")
-                if step % cfg.log_every == 0:
-                    writer.add_scalar("train/loss", loss_sum / max(1, loss_n), step)
-                    writer.add_scalar("train/lr", lr, step)
-                    for k, v in parts.items():
-                        writer.add_scalar(f"train/{k}", v, step)
+    with StopSignal() as stop:
+        for epoch in range(start_epoch, o.epochs):
             if step >= stop_at or out_of_time():
                 break
-        bar.close()
-        epoch_done = step % steps_per_epoch == 0
-        # ---- validation + checkpoints (rank 0), then everyone waits
-        if distinfo.is_main:
-            val = validate_model(model, val_pairs, cfg, device, amp_dtype) if val_pairs else {"S": 0.0, "MAE": 1.0}
-            row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
-                   "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
-                   "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
-                   "time_s": round(elapsed(), 1)}
-            _csv_append(run_dir / "metrics.csv", row)
-            writer.add_scalar("val/S", val["S"], step)
-            writer.add_scalar("val/MAE", val["MAE"], step)
-            if val["S"] > best["S"]:
-                best = {"S": val["S"], "MAE": val["MAE"], "epoch": epoch + 1, "step": step}
-                save_checkpoint(run_dir / "best.pt", state(epoch + int(epoch_done), 0))
-            save_checkpoint(run_dir / "last.pt", state(epoch + int(epoch_done), 0))
-            log.info("epoch %d step %d: loss %.4f val S %.4f MAE %.4f", epoch + 1, step, row["train_loss"],
-                     val["S"], val["MAE"])
-        if distinfo.enabled:
-            dist.barrier()
+            sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
+            train_ds.set_epoch(epoch)
+            ddp_model.train()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not distinfo.is_main, dynamic_ncols=True)
+            loss_sum, loss_n, window_bad = 0.0, 0, False
+            for micro, batch in enumerate(bar):
+                images, masks = batch["image"].to(device), batch["mask"].to(device)
+                if sizes:
+                    images, masks = rescale_batch(images, masks, sizes, cfg.seed * 7919 + step)
+                prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97 + micro % o.accum_steps
+                                                 + distinfo.rank * 7919, device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = ddp_model(images, prompts, multimask=m.multimask)
+                loss, parts = compute_loss(out, masks, cfg, model)
+                if not torch.isfinite(loss):
+                    window_bad = True
+                else:
+                    scaler.scale(loss / o.accum_steps).backward()
+                    loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+                if (micro + 1) % o.accum_steps:
+                    continue
+                # ---- optimizer step (or skip it when the window had a non-finite loss)
+                if window_bad:
+                    optimizer.zero_grad(set_to_none=True)
+                    skipped, bad_in_row = skipped + 1, bad_in_row + 1
+                    log.warning("non-finite loss at step %d: step skipped (%d in a row)", step, bad_in_row)
+                    if bad_in_row >= o.max_bad_steps:
+                        raise SodError(f"training stopped at step {step}: {bad_in_row} non-finite losses in a row "
+                                       f"(try a lower optim.lr or optim.amp=off); the last good checkpoint "
+                                       f"{run_dir / 'last.pt'} is intact")
+                else:
+                    bad_in_row = 0
+                    scaler.unscale_(optimizer)
+                    if o.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                       o.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if o.time_budget_min is not None:  # the schedule follows the fraction of the time budget used
+                    frac = warmup_cosine(int(1000 * elapsed() / (60 * o.time_budget_min)), 1000,
+                                         min(1000, 1000 * o.warmup_steps // max(1, total_steps)), o.min_lr_ratio)
+                    for g in optimizer.param_groups:
+                        g["lr"] = g["initial_lr"] * frac
+                step, window_bad = step + 1, False
+                lr = optimizer.param_groups[0]["lr"]
+                if distinfo.is_main:
+                    bar.set_postfix(loss=f"{loss_sum / max(1, loss_n):.4f}", lr=f"{lr:.2e}")
+                    if step % cfg.log_every == 0:
+                        writer.add_scalar("train/loss", loss_sum / max(1, loss_n), step)
+                        writer.add_scalar("train/lr", lr, step)
+                        for k, v in parts.items():
+                            writer.add_scalar(f"train/{k}", v, step)
+                # ---- mid-epoch checkpoint: every N steps, and on SIGINT / SIGTERM before stopping
+                periodic = o.checkpoint_every_steps and step % o.checkpoint_every_steps == 0
+                if distinfo.is_main and (stop.received or periodic) and step % steps_per_epoch:
+                    save_checkpoint(run_dir / "last.pt", state(epoch, step % steps_per_epoch))
+                if stop.received and step % steps_per_epoch:
+                    raise _stopped(stop, run_dir, step)
+                if step >= stop_at or out_of_time() or stop.received:  # at an epoch end: validate + save first
+                    break
+            bar.close()
+            epoch_done = step % steps_per_epoch == 0
+            # ---- validation + checkpoints (rank 0), then everyone waits
+            if distinfo.is_main:
+                val = validate_model(model, val_pairs, cfg, device, amp_dtype) if val_pairs else {"S": 0.0, "MAE": 1.0}
+                row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
+                       "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
+                       "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
+                       "time_s": round(elapsed(), 1)}
+                _csv_append(run_dir / "metrics.csv", row)
+                writer.add_scalar("val/S", val["S"], step)
+                writer.add_scalar("val/MAE", val["MAE"], step)
+                if val["S"] > best["S"]:
+                    best = {"S": val["S"], "MAE": val["MAE"], "epoch": epoch + 1, "step": step}
+                    save_checkpoint(run_dir / "best.pt", state(epoch + int(epoch_done), 0))
+                save_checkpoint(run_dir / "last.pt", state(epoch + int(epoch_done), 0))
+                log.info("epoch %d step %d: loss %.4f val S %.4f MAE %.4f", epoch + 1, step, row["train_loss"],
+                         val["S"], val["MAE"])
+            if distinfo.enabled:
+                dist.barrier()
+            if stop.received:
+                raise _stopped(stop, run_dir, step)
     if writer is not None:
         writer.close()
     return {"step": step, "best": best, "skipped_steps": skipped, "pretrained": pretrained,
             "run_dir": str(run_dir), "train_time_s": elapsed()}
-

@@ -1,5 +1,6 @@
 """sam2sod.losses: SOD losses (BCE, Dice, SSIM, F3Net structure loss, IoU-head MSE) and builders."""
 
+from .edge import edge_loss, edge_target
 from .functional import (
     Reduction,
     bce_loss,
@@ -41,6 +42,8 @@ __all__ = [
     "build_loss",
     "deep_supervision",
     "dice_loss",
+    "edge_loss",
+    "edge_target",
     "gaussian_window",
     "iou_head_loss",
     "mask_iou",

@@ -1,7 +1,7 @@
 """SAM2 models for salient object detection: building, fine-tuning methods, checkpoints."""
 
 from sam2sod.models.freeze import count_params, freeze, frozen_norms_to_eval, param_group, unfreeze
-from sam2sod.models.registry import METHODS, MethodSpec, create_model, method_options
+from sam2sod.models.registry import METHODS, MethodSpec, create_model, method_options, trains_with_prompts
 from sam2sod.models.sam2_backbone import (
     RANDOM_INIT_WARNING,
     SAM2_MEAN,
@@ -35,5 +35,5 @@ __all__ = [
     "check_image_size", "count_params", "create_model", "create_model_from_state", "detect_variant",
     "feature_sizes", "freeze", "frozen_norms_to_eval", "load_checkpoint", "load_tuned_checkpoint",
     "load_tuned_state", "method_options", "model_is_pretrained", "normalize_size", "normalize_version",
-    "param_group", "save_tuned_checkpoint", "state_for_checkpoint", "tuned_keys", "unfreeze",
+    "param_group", "save_tuned_checkpoint", "state_for_checkpoint", "trains_with_prompts", "tuned_keys", "unfreeze",
 ]

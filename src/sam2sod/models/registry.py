@@ -23,6 +23,7 @@ from sam2sod.models.sod_sam2 import SAM2SOD
 class MethodSpec(NamedTuple):
     builder: Callable[..., None]  # builder(model: SAM2SOD, **method_cfg) modifies the model in place
     description: str
+    trains_with_prompts: bool = False  # does the method's paper train with prompts simulated from the GT?
 
 
 def apply_decoder_only(model: SAM2SOD) -> None:
@@ -42,6 +43,7 @@ METHODS: dict[str, MethodSpec] = {
         apply_adapter_cbam,
         "report 000: frozen Hiera + Adapter after each stage + CBAM after each block; "
         "prompt encoder and mask decoder trained",
+        True,  # report 000 trains with simulated point / box / mask prompts
     ),
     "decoder_only": MethodSpec(apply_decoder_only, "frozen image encoder; prompt encoder and mask decoder trained"),
     "full": MethodSpec(apply_full, "every SAM2 image-path parameter trained"),
@@ -54,6 +56,13 @@ METHODS: dict[str, MethodSpec] = {
     "tuned_sam": MethodSpec(apply_tuned_sam, "report 001: Tuned SAM, frozen Hiera + Tuned Blocks side network, "
                             "Multi-scale Refiner and Feature Aggregation Decoder"),
 }
+
+
+def trains_with_prompts(method: str) -> bool:
+    """The method's prompt policy: only report 000 (adapter_cbam) trains with simulated prompts. Tuned SAM
+    (report 001) and SAM-Adapter (report 002) are prompt-free methods, as are SAM2-UNet and the classical
+    baselines; decoder_only, full and lora have no paper recipe and train as SOD is tested, prompt-free."""
+    return METHODS[method].trains_with_prompts if method in METHODS else False
 
 
 def all_methods() -> dict[str, str]:

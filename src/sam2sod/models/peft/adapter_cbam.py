@@ -7,9 +7,17 @@ Design (the report only says "with a residual"; we make every module start as th
   a *gated residual*: x <- x + g_c * (M_c(x) * x), then x <- x + g_s * (M_s(x) * x), where
   M_c = sigmoid(MLP(avgpool x) + MLP(maxpool x)) (shared MLP, ReLU, dim -> dim/reduction -> dim),
   M_s = sigmoid(conv7x7([mean_c x, max_c x])), and g_c, g_s are per-channel gates initialised to 0
-  (LayerScale/ReZero style). With g = 1 this is CBAM "with a residual" as in the report; with
-  g = 0 (init) the module is exactly the identity. No BatchNorm after the 7x7 conv (small batches).
+  (LayerScale/ReZero style). This is our reading of the report's "with a residual": each attention
+  gets its own residual, so even with g = 1 it is x + M(x) * x per attention, not the original
+  CBAM's plain product M(x) * x, and not exactly the report's listing. With g = 0 (init) the module is
+  exactly the identity. No BatchNorm after the 7x7 conv (small batches).
 - Hiera blocks work on channels-last (B,H,W,C) tensors; so do these modules.
+
+Edge branch (`edge=True`; the report's text: the decoder predicts an object mask and an edge mask, BCE
+on the body and Dice on the edges; its code listing is single-mask): `EdgeHead` reads the mask decoder's
+stride-4 high-res feature (conv_s0 output) and the chosen low-res mask logits and predicts one edge
+channel, returned as `edge_logits` (B,1,S,S); the trainer adds `loss.edge` x Dice against the mask's
+morphological gradient (`sam2sod.losses.edge_target`). The saliency output is unchanged by it.
 
 Injection: `AdapterCBAMHiera` replaces `image_encoder.trunk`. It re-registers the original
 trunk's `patch_embed`, `pos_embed`, `pos_embed_window` and `blocks` under the same names (so
@@ -19,10 +27,14 @@ forward is Hiera.forward with the two insertions. sam2's source is not modified.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sam2sod.models.peft.hiera_wrap import HieraWrapper
+from sam2sod.models.sod_sam2 import SAM2SOD, PromptBatchLike
 
 
 class Adapter(nn.Module):
@@ -110,16 +122,48 @@ class AdapterCBAMHiera(HieraWrapper):
         return outputs
 
 
+class EdgeHead(nn.Module):
+    """high-res feature (B,C,S/4,S/4) + mask logits (B,1,S/4,S/4) -> edge logits (B,1,S/4,S/4)."""
+
+    def __init__(self, cin: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(cin + 1, width, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 1))
+
+    def forward(self, feat: torch.Tensor, logits4: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([feat, logits4.to(feat.dtype)], dim=1))
+
+
+class AdapterCBAMSOD(SAM2SOD):
+    """SAM2SOD whose decode also returns `edge_logits` (B,1,S,S) when the edge head is on."""
+
+    edge_head: EdgeHead | None
+
+    def decode(self, features: dict[str, Any], prompts: PromptBatchLike | None = None,
+               multimask: bool = False) -> dict[str, torch.Tensor]:
+        out = super().decode(features, prompts, multimask)
+        if self.edge_head is None:
+            return out
+        low = out["low_res_logits"]
+        if multimask:
+            low = low[torch.arange(low.shape[0], device=low.device), out["best_index"]].unsqueeze(1)
+        edge = self.edge_head(features["high_res_feats"][0], low)
+        size = (self.image_size, self.image_size)
+        out["edge_logits"] = F.interpolate(edge.float(), size=size, mode="bilinear", align_corners=False)
+        return out
+
+
 def tuning_parameters(trunk: AdapterCBAMHiera) -> list[nn.Parameter]:
     return [*trunk.adapters.parameters(), *trunk.cbams.parameters()]
 
 
 def apply_adapter_cbam(model: nn.Module, *, adapter_ratio: float = 0.25, cbam_reduction: int = 16,
-                       cbam_kernel_size: int = 7) -> None:
+                       cbam_kernel_size: int = 7, edge: bool = False) -> None:
     """Inject into a SAM2SOD in place and set trainability.
 
     Frozen: the image encoder (trunk + neck) and no_mem_embed. Trainable: adapters, CBAMs,
-    the prompt encoder and the mask decoder (including its conv_s0/conv_s1 high-res projections).
+    the prompt encoder and the mask decoder (including its conv_s0/conv_s1 high-res projections),
+    and with `edge` the edge head.
     """
     from sam2sod.models.freeze import freeze, unfreeze
 
@@ -130,3 +174,9 @@ def apply_adapter_cbam(model: nn.Module, *, adapter_ratio: float = 0.25, cbam_re
     unfreeze(tuning_parameters(enc.trunk))
     unfreeze(model.sam_prompt_encoder)
     unfreeze(model.sam_mask_decoder)
+    model.__class__ = AdapterCBAMSOD  # same instance, decode also returns edge_logits when the head is on
+    model.edge_head = None
+    if edge:
+        if not model.use_high_res_features:
+            raise ValueError("adapter_cbam edge=True needs SAM2's high-resolution decoder features")
+        model.edge_head = EdgeHead(model.sam_mask_decoder.conv_s0.out_channels).to(device)
