@@ -24,7 +24,8 @@ S = 64
 def test_registry_contents_and_errors() -> None:
     assert {"adapter_cbam", "decoder_only", "full", "lora", "sam_adapter", "sam2unet", "tuned_sam"} <= set(METHODS)
     assert all(isinstance(spec.description, str) and spec.description for spec in METHODS.values())
-    assert method_options("adapter_cbam") == {"adapter_ratio": 0.25, "cbam_reduction": 16, "cbam_kernel_size": 7}
+    assert method_options("adapter_cbam") == {"adapter_ratio": 0.25, "cbam_reduction": 16, "cbam_kernel_size": 7,
+                                              "edge": False}
     assert method_options("full") == {}
     with pytest.raises(SodError, match="unknown method 'nope': known methods are adapter_cbam, decoder_only, f3net, "
                        "full, .*u2netp"):
@@ -40,7 +41,7 @@ def test_method_cfg_is_applied_and_recorded() -> None:
     trunk = model.image_encoder.trunk
     assert trunk.adapters[0].down.out_features == 48 and trunk.cbams[0].spatial.conv.kernel_size == (3, 3)
     assert model.method == "adapter_cbam"
-    assert model.method_cfg == {"adapter_ratio": 0.5, "cbam_reduction": 16, "cbam_kernel_size": 3}
+    assert model.method_cfg == {"adapter_ratio": 0.5, "cbam_reduction": 16, "cbam_kernel_size": 3, "edge": False}
 
 
 def _perturb_trainable(model, seed: int = 0) -> None:
@@ -81,12 +82,14 @@ def test_tuned_round_trip_pretrained_base(tmp_path, sam21_tiny_ckpt) -> None:
     assert create_model_from_state(loaded, image_size=32).image_size == 32
 
 
-def test_tuned_round_trip_random_base_holds_full_state(tmp_path) -> None:
+def test_tuned_round_trip_random_base_holds_its_seed(tmp_path) -> None:
     model = create_model("adapter_cbam", image_size=S, seed=4)
     _perturb_trainable(model)
     state = state_for_checkpoint(model)
-    assert state["full_state"] and set(state["state_dict"]) == set(model.state_dict())
-    other = create_model("adapter_cbam", image_size=S, seed=99)  # different random base
+    assert not state["full_state"] and state["base"]["seed"] == 4 and len(state["frozen_sha256"]) == 64
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(state["state_dict"]) == trainable | {n for n, _ in model.named_buffers()}
+    other = create_model("adapter_cbam", image_size=S, seed=99)  # different random base: rebuilt from seed 4
     load_tuned_state(other, state)
     exp, got = _outputs(model), _outputs(other)
     assert all(torch.equal(exp[k], got[k]) for k in exp)

@@ -1,7 +1,9 @@
 """Run checkpoints (`best.pt`, `last.pt`): tuned model state, optimizer, scheduler, scaler, config, step, RNG.
 
 The model part holds only what the method changed (see `sam2sod.models.state_for_checkpoint`) plus the
-base checkpoint's identity; rebuilding the model needs the same base checkpoint.
+base checkpoint's identity; rebuilding the model needs the same base checkpoint (a random-init base is
+rebuilt from the seed the state records and checked against its fingerprint). Unreadable files give one
+line with the reason (`sam2sod.safe_load`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from sam2sod.atomic import atomic_torch_save
 from sam2sod.engine.config import ModelConfig, TrainConfig, from_dict, to_dict
 from sam2sod.errors import SodError
+from sam2sod.safe_load import load_weights_file
 
 FORMAT = "sam2sod-run-v1"
 
@@ -30,10 +33,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         p = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
     if not p.is_file():
         raise SodError(f"checkpoint {p} not found")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise SodError(f"cannot read checkpoint {p}: {e}") from None
+    ckpt = load_weights_file(p, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise SodError(f"{p} is not a sam2sod run checkpoint (an official SAM2 file goes into "
                        f"model.checkpoint in the config instead)")

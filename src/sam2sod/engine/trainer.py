@@ -295,7 +295,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                         for k, v in parts.items():
                             writer.add_scalar(f"train/{k}", v, step)
                 # ---- mid-epoch checkpoint: every N steps, and on SIGINT / SIGTERM before stopping
-                periodic = o.checkpoint_every_steps and step % o.checkpoint_every_steps == 0
+                periodic = o.checkpoint_every_steps and step % o.checkpoint_every_steps == 0 and step < stop_at
                 if distinfo.is_main and (stop.received or periodic) and step % steps_per_epoch:
                     save_checkpoint(run_dir / "last.pt", state(epoch, step % steps_per_epoch))
                 if stop.received and step % steps_per_epoch:

@@ -26,6 +26,7 @@ from torch import nn
 
 from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD  # noqa: F401 - re-exported
 from sam2sod.errors import SodError
+from sam2sod.safe_load import load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +156,11 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a SAM2 checkpoint (`{"model": sd}`, `{"state_dict": sd}` or a bare state dict) on CPU."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SodError(f"SAM2 checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, disallowed globals...
-        raise SodError(f"cannot read SAM2 checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    if isinstance(obj, dict) and obj.get("format", "").startswith("sam2sod-tuned"):
+    obj = load_weights_file(path, "SAM2 checkpoint")
+    if isinstance(obj, dict) and str(obj.get("format", "")).startswith("sam2sod-"):
         raise SodError(f"{path} is a sam2sod fine-tuned checkpoint, not a SAM2 base checkpoint: "
-                       "load it with load_tuned_checkpoint / create_model_from_state")
+                       "load it with load_tuned_checkpoint / create_model_from_state (a run's best.pt / "
+                       "last.pt: model.init_from in the config)")
     sd = obj
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):

@@ -15,11 +15,11 @@ import os
 import warnings
 from collections.abc import Mapping
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
 from sam2sod.errors import SodError, format_names
+from sam2sod.safe_load import load_weights_file
 
 __all__ = [
     "BACKBONE_RANDOM_INIT_WARNING",
@@ -208,12 +208,7 @@ def load_backbone_weights(backbone: Backbone, path: str | os.PathLike) -> None:
     Raises :class:`SodError` naming the missing / unexpected / mis-shaped keys, or for an unreadable file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SodError(f"backbone weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling problem means a bad user file
-        raise SodError(f"cannot read backbone weights {path}: {type(e).__name__}: {e}") from None
+    state = load_weights_file(path, "backbone weights file")
     if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor)
                                                   for k, v in state.items()):
         raise SodError(f"backbone weights {path} are not a state dict (a mapping of names to tensors), "
