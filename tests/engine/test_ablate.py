@@ -26,8 +26,8 @@ def test_ablate_runs_grid_and_skips_finished_cells(tmp_path, capsys):
     data = tmp_path / "ds"
     make_synthetic(data, n=10, size=64, seed=2)
     args = ["ablate", "--grid", "model.method=adapter_cbam,decoder_only", "--out", str(tmp_path / "abl")]
-    for o in (f"data.root={data}", "data.train_count=6", "data.val_count=2", "model.image_size=64", "optim.batch_size=2",
-              "optim.epochs=1", "optim.max_steps=2", "device=cpu"):
+    for o in (f"data.root={data}", "data.train_count=6", "data.val_count=2", "model.image_size=64",
+              "optim.batch_size=2", "optim.epochs=1", "optim.max_steps=2", "device=cpu"):
         args += ["--set", o]
     assert main(args) == 0
     rows = list(csv.DictReader((tmp_path / "abl" / "ablation.csv").open()))

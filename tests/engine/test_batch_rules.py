@@ -35,15 +35,16 @@ def test_trainer_follows_the_policy_and_simulates_nothing_it_will_not_use(method
 
     real = prompts_mod.simulate_prompts
     monkeypatch.setattr(prompts_mod, "simulate_prompts", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cfg = load_config(None, [f"model.image_size={S}", f"model.method={method}", "prompts.p_prompt_free=0", "prompts.p_points=1"])
+    cfg = load_config(None, [f"model.image_size={S}", f"model.method={method}", "prompts.p_prompt_free=0",
+                             "prompts.p_points=1"])
     out = simulate_batch_prompts(_masks(), cfg, 0, torch.device("cpu"))
     assert prompts_enabled(cfg) is (method == "adapter_cbam")
     assert (out is not None) is (method == "adapter_cbam") and bool(calls) is (method == "adapter_cbam")
 
 
 def test_config_overrides_the_policy() -> None:
-    on = load_config(None, [f"model.image_size={S}", "model.method=tuned_sam", "prompts.enabled=true", "prompts.p_prompt_free=0",
-                            "prompts.p_box=1"])
+    on = load_config(None, [f"model.image_size={S}", "model.method=tuned_sam", "prompts.enabled=true",
+                            "prompts.p_prompt_free=0", "prompts.p_box=1"])
     off = load_config(None, ["model.method=adapter_cbam", "prompts.enabled=false"])
     assert simulate_batch_prompts(_masks(), on, 0, torch.device("cpu")) is not None
     assert simulate_batch_prompts(_masks(), off, 0, torch.device("cpu")) is None
@@ -55,8 +56,8 @@ def test_every_prompt_setting_reaches_the_simulation() -> None:
     p = prompt_config(cfg)
     assert (p.mask_kernel, p.logit_scale, p.box_min_shift_px, p.box_jitter, p.k_fg, p.k_bg) == \
         ((5, 9), 4.5, 3.0, 0.2, 2, 1)
-    cfg = load_config(None, [f"model.image_size={S}", "prompts.p_prompt_free=0", "prompts.p_mask=1", "prompts.p_points=0",
-                             "prompts.p_box=0", "prompts.logit_scale=4.5"])
+    cfg = load_config(None, [f"model.image_size={S}", "prompts.p_prompt_free=0", "prompts.p_mask=1",
+                             "prompts.p_points=0", "prompts.p_box=0", "prompts.logit_scale=4.5"])
     batch = simulate_batch_prompts(_masks(), cfg, 0, torch.device("cpu"))
     assert batch.has_mask.all() and set(batch.mask_input.unique().tolist()) == {-4.5, 4.5}
 

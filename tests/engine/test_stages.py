@@ -96,3 +96,24 @@ def test_init_from_fine_tunes_a_finished_run(data_root, tmp_path) -> None:
     bad = load_config(None, _overrides(data_root, "model.method=u2netp", f"model.init_from={src}"))
     with pytest.raises(SodError, match="none of its"):
         run_training(bad, tmp_path / "bad")
+
+
+def test_evaluate_split_scores_only_the_held_out_names(data_root, tmp_path, capsys) -> None:
+    run = tmp_path / "r"
+    run_training(load_config(None, _overrides(data_root, "model.method=decoder_only")), run)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data_root), "--out", str(out), "--split",
+                 "test", "--device", "cpu", "--workers", "1"]) == 0
+    preds = sorted(p.stem for p in (out / data_root.name / "pred").glob("*.png"))
+    names = sorted(p.stem for p in (data_root / "images").iterdir())
+    assert preds == names[8:]  # 6 train + 2 val, then the 2 held-out names
+    assert json.loads((out / "summary.json").read_text())["split"] == "test"
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data_root), "--out", str(tmp_path / "all"),
+                 "--device", "cpu", "--workers", "1"]) == 0
+    assert "is the root this run trained on" in capsys.readouterr().err
+    nosplit = tmp_path / "nosplit"
+    run_training(load_config(None, _overrides(data_root, "model.method=decoder_only", "data.val_count=null")), nosplit)
+    assert main(["evaluate", "--checkpoint", str(nosplit), "--data", str(data_root), "--out", str(tmp_path / "x"),
+                 "--split", "test"]) == 2
+    assert "holds out no test split" in capsys.readouterr().err

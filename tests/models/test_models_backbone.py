@@ -204,3 +204,23 @@ def test_tuned_checkpoint_given_as_base_is_explained(tmp_path) -> None:
     save_tuned_checkpoint(model, path)
     with pytest.raises(SodError, match="fine-tuned checkpoint, not a SAM2 base"):
         build_sam2_model("sam2.1", "tiny", 32, checkpoint=path)
+
+
+# SAM 2 model sizes as published in the facebookresearch/sam2 README model table ("Size (M)"; also Ravi et al.,
+# "SAM 2: Segment Anything in Images and Videos", 2024): hiera tiny 38.9M, small 46M, base+ 80.8M, large 224.4M,
+# checked to half a unit of the printed last digit. The README prints the same figures for SAM 2.1, whose
+# configs add exactly `no_obj_embed_spatial` (1 x mem_dim 64) and `obj_ptr_tpos_proj` (Linear 256 -> 64).
+SAM2_PUBLISHED_M = {"tiny": (38.9, 0.05), "small": (46.0, 0.5), "base_plus": (80.8, 0.05), "large": (224.4, 0.05)}
+SAM21_EXTRA = 64 + (256 * 64 + 64)
+
+
+@pytest.mark.parametrize("size", [s if s == "tiny" else pytest.param(s, marks=pytest.mark.slow)
+                                  for s in SAM2_PUBLISHED_M])
+def test_sam2_parameter_counts_match_published_sizes(size: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomInitWarning)
+        n2 = sum(p.numel() for p in build_sam2_model("sam2", size, 32, seed=0).parameters())
+        n21 = sum(p.numel() for p in build_sam2_model("sam2.1", size, 32, seed=0).parameters())
+    published, tol = SAM2_PUBLISHED_M[size]
+    assert abs(n2 / 1e6 - published) <= tol, (size, n2, published)
+    assert n21 - n2 == SAM21_EXTRA, (size, n21 - n2)

@@ -119,6 +119,30 @@ def test_frozen_norms_stay_in_eval(method: str) -> None:
     assert not any(m.training for m in model.modules())
 
 
+# hiera tiny (sam2.1_hiera_t.yaml): embed_dim 96, stages (1, 2, 7, 2), width doubling at each stage
+HIERA_TINY_STAGES = ((96, 1), (192, 2), (384, 7), (768, 2))
+
+
+def test_adapter_and_cbam_counts_follow_their_formulas() -> None:
+    """Adapter after each stage: Linear(d, h) + Linear(h, d) = 2dh + d + h with h = round(d * ratio). CBAM after
+    each block: channel MLP Linear(d, c) + Linear(c, d) = 2dc + c + d with c = max(4, d // reduction), the
+    spatial 7x7 conv 2 -> 1 (2 * 49 + 1) and two per-channel gates (2d)."""
+    ratio, reduction, k = 0.25, 16, 7
+    model = create_model("adapter_cbam", image_size=32, adapter_ratio=ratio, cbam_reduction=reduction,
+                         cbam_kernel_size=k)
+    trunk = model.image_encoder.trunk
+    assert [b.dim_out for b in trunk.blocks] == [d for d, n in HIERA_TINY_STAGES for _ in range(n)]
+    adapters = sum(2 * d * round(d * ratio) + d + round(d * ratio) for d, _ in HIERA_TINY_STAGES)
+    cbams = sum(n * (2 * d * max(4, d // reduction) + max(4, d // reduction) + d + 2 * k * k + 1 + 2 * d)
+                for d, n in HIERA_TINY_STAGES)
+    counts = count_params(model)
+    assert counts["adapters"] == (adapters, adapters)
+    assert counts["cbam"] == (cbams, cbams)
+    decoder_only = count_params(create_model("decoder_only", image_size=32))
+    assert counts["total"] == (decoder_only["total"][0] + adapters + cbams,
+                               decoder_only["total"][1] + adapters + cbams)
+
+
 @pytest.mark.parametrize("method", ["adapter_cbam", "decoder_only", "full"])
 def test_count_params_add_up(method: str) -> None:
     model = create_model(method, image_size=32)

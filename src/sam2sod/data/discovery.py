@@ -13,6 +13,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "KNOWN_LAYOUTS",
     "Pair",
+    "count_nested_images",
+    "dataset_root_of",
     "find_layout",
     "find_pairs",
     "list_images",
@@ -48,29 +50,44 @@ def _check_folder(folder: Path, label: str) -> None:
         raise SodError(f"{label} folder {folder} is not a folder")
 
 
-def list_images(folder: str | os.PathLike, label: str = "image", allow_empty: bool = False) -> dict[str, Path]:
+def _scan(folder: Path, label: str, recursive: bool) -> tuple[dict[str, list[Path]], list[str]]:
+    """({name: [paths]}, ignored entry names); names are stems, or 'sub/stem' paths when `recursive`."""
+    by_stem: dict[str, list[Path]] = {}
+    ignored: list[str] = []
+    pending = [(folder, "")]
+    while pending:
+        current, prefix = pending.pop()
+        try:
+            entries = sorted(current.iterdir())
+        except OSError as err:
+            raise SodError(f"cannot list {label} folder {current}: {err}") from None
+        for path in entries:
+            if path.name.startswith("."):
+                continue
+            if recursive and path.is_dir() and not path.is_symlink():
+                pending.append((path, f"{prefix}{path.name}/"))
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                ignored.append(prefix + path.name)
+                continue
+            by_stem.setdefault(prefix + path.stem, []).append(path)
+    return by_stem, ignored
+
+
+def list_images(
+    folder: str | os.PathLike, label: str = "image", allow_empty: bool = False, *, recursive: bool = False
+) -> dict[str, Path]:
     """Image files directly inside `folder`, as {stem: path} sorted by stem.
 
     Suffixes are matched case-insensitively against `IMAGE_SUFFIXES`; hidden files, sub-folders and
-    other files are ignored. Raises `SodError` for a missing folder, two files with the same stem
-    (e.g. ``a.jpg`` and ``a.png``), or no image at all unless `allow_empty`. `label` ("image",
-    "mask", "prediction") is used in messages.
+    other files are ignored. With `recursive`, files in (non-hidden) sub-folders are included too and
+    named by their relative path without suffix (``sub/a``). Raises `SodError` for a missing folder,
+    two files with the same stem (e.g. ``a.jpg`` and ``a.png``), or no image at all unless `allow_empty`.
+    `label` ("image", "mask", "prediction") is used in messages.
     """
     folder = Path(folder)
     _check_folder(folder, label)
-    by_stem: dict[str, list[Path]] = {}
-    ignored: list[str] = []
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as err:
-        raise SodError(f"cannot list {label} folder {folder}: {err}") from None
-    for path in entries:
-        if path.name.startswith("."):
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            ignored.append(path.name)
-            continue
-        by_stem.setdefault(path.stem, []).append(path)
+    by_stem, ignored = _scan(folder, label, recursive)
     duplicates = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
     if duplicates:
         shown = [f"{stem} ({', '.join(p.name for p in paths)})" for stem, paths in duplicates.items()]
@@ -81,11 +98,49 @@ def list_images(folder: str | os.PathLike, label: str = "image", allow_empty: bo
         )
     if not by_stem and not allow_empty:
         others = f"; it holds {len(ignored)} other entries, e.g. {format_names(ignored, 3)}" if ignored else ""
+        nested = count_nested_images(folder) if not recursive else 0
+        hint = f"; {nested} image files are in sub-folders (pass --recursive to include them)" if nested else ""
         raise SodError(
             f"no {label} files found in {folder} (looked for {', '.join(IMAGE_SUFFIXES)}; "
-            f"hidden files are ignored){others}"
+            f"hidden files are ignored){others}{hint}"
         )
     return {stem: by_stem[stem][0] for stem in sorted(by_stem)}
+
+
+def count_nested_images(folder: str | os.PathLike) -> int:
+    """Number of image files in the (non-hidden) sub-folders of `folder`: what a non-recursive listing skips."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if Path(dirpath) == Path(folder):
+            continue
+        count += sum(1 for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
+    return count
+
+
+def _partner_names(name: str) -> set[str]:
+    """Lower-case names of the folder that would pair with a folder called `name` in a known layout."""
+    lower = name.lower()
+    partners = {m.lower() for i, m in _FIXED_LAYOUTS if lower == i.lower()}
+    partners |= {i.lower() for i, m in _FIXED_LAYOUTS if lower == m.lower()}
+    for own, other in (("-image", "-mask"), ("-mask", "-image")):
+        if lower.endswith(own) and len(lower) > len(own):
+            partners.add(lower[: -len(own)] + other)
+    return partners
+
+
+def dataset_root_of(folder: str | os.PathLike) -> Path | None:
+    """The dataset root when `folder` is the image or mask folder of a known layout (its partner exists)."""
+    folder = Path(folder)
+    partners = _partner_names(folder.name)
+    parent = folder.parent
+    if not partners or parent == folder or not folder.is_dir():
+        return None
+    try:
+        siblings = [p for p in parent.iterdir() if p.name.lower() in partners and p.is_dir()]
+    except OSError:
+        return None
+    return parent if siblings else None
 
 
 def _folders_of(paths: Mapping[str, object]) -> str:
@@ -161,12 +216,15 @@ def find_pairs(
     root: str | os.PathLike | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
+    *,
+    recursive: bool = False,
 ) -> list[Pair]:
     """All (image, mask) pairs of a dataset, sorted by name.
 
     Give either `root` (layout auto-detected with `find_layout`) or both `images` and `masks` folders
     (relative ones are taken relative to `root` when it is given). Raises `SodError` on empty folders,
-    duplicate stems, or images without masks / masks without images.
+    duplicate stems, or images without masks / masks without images. `recursive` includes sub-folders
+    (see `list_images`).
     """
     if images is not None or masks is not None:
         if images is None or masks is None:
@@ -181,7 +239,7 @@ def find_pairs(
         raise SodError("give a dataset folder, or an images folder and a masks folder")
     else:
         images, masks = find_layout(root)
-    image_files = list_images(images, "image")
-    mask_files = list_images(masks, "mask")
+    image_files = list_images(images, "image", recursive=recursive)
+    mask_files = list_images(masks, "mask", recursive=recursive)
     names = match_by_stem(image_files, mask_files, "image", "mask")
     return [Pair(name, image_files[name], mask_files[name]) for name in names]

@@ -11,6 +11,7 @@ byte-identical files.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,10 @@ from PIL import Image, ImageDraw
 from sam2sod.atomic import atomic_save_image
 from sam2sod.errors import SodError
 
-__all__ = ["make_synthetic"]
+__all__ = ["make_synthetic", "remove_stale_pairs"]
 
 _KINDS = ("normal", "empty", "tiny", "border")
+_NAME_RE = re.compile(r"^synth_\d{4,}\.(jpg|png)$")
 
 
 def _schedule(n: int, rng: np.random.Generator) -> list[str]:
@@ -200,3 +202,24 @@ def make_synthetic(out: str | os.PathLike, n: int, size: int, seed: int, image_f
         atomic_save_image(Image.fromarray(mask), out / "masks" / f"{name}.png")
         names.append(name)
     return names
+
+
+def remove_stale_pairs(out: str | os.PathLike, keep: list[str], image_format: str = "jpg") -> int:
+    """Delete `make_synthetic` files (``synth_NNNN.jpg/png`` in images/ and masks/) it would not write now.
+
+    Kept: names in `keep`, as ``images/NAME.<image_format>`` and ``masks/NAME.png``.
+
+    Used when a synthetic dataset is rewritten with fewer pairs, so no stale pair is left beside the new
+    ones; files with other names are never touched. Returns how many files were removed.
+    """
+    keep_set, removed = set(keep), 0
+    for sub, suffix in (("images", f".{image_format}"), ("masks", ".png")):
+        folder = Path(out) / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            stale = path.stem not in keep_set or path.suffix != suffix
+            if _NAME_RE.match(path.name) and stale and path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+    return removed

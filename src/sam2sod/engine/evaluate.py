@@ -7,6 +7,9 @@ the ground truth: an upper bound only, and every output made that way says so.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +18,19 @@ from PIL import Image
 from tqdm import tqdm
 
 from sam2sod.atomic import atomic_save_image, atomic_write_text
-from sam2sod.data import find_pairs, list_images
-from sam2sod.data.io import load_image
+from sam2sod.data import check_pairs, find_layout, find_pairs, list_images
+from sam2sod.data.io import image_size, load_image, load_mask
 from sam2sod.engine.checkpoint import build_model_from_checkpoint, config_of, read_checkpoint
+from sam2sod.engine.data import SPLITS, link_subset, split_pairs
 from sam2sod.engine.inference import ORACLE_LABEL, predict_items
 from sam2sod.engine.runtime import select_device
-from sam2sod.engine.score import format_table, score
+from sam2sod.engine.score import format_table, score, warn_nested
 from sam2sod.errors import SodError
+from sam2sod.outputs import prepare_output_dir
 
 PROMPTS = ("none", "oracle-box", "oracle-points", "oracle-mask")
 RANDOM_INIT_NOTE = "RANDOM INIT: no pretrained weights (SAM2 / ImageNet); not comparable to published numbers"
+Item = tuple[str, Path, Path | None]
 
 
 def _notes(ckpt: dict, prompt: str) -> list[str]:
@@ -36,43 +42,106 @@ def _notes(ckpt: dict, prompt: str) -> list[str]:
     return notes
 
 
+def check_counts(batch_size: int, workers: int | None = None) -> None:
+    """`--batch-size` and `--workers` must be >= 1 (workers may be None: all cores)."""
+    if batch_size < 1:
+        raise SodError(f"--batch-size must be >= 1, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise SodError(f"--workers must be >= 1, got {workers}")
+
+
+def _check_masks_readable(pairs: Sequence) -> None:
+    """Decode every mask (they are small) so a broken one is reported before any prediction."""
+    for p in pairs:
+        load_mask(p.mask)
+
+
 def evaluate(checkpoint: str | Path, datasets: list[str | Path], out: str | Path, prompt: str = "none",
              device: str = "auto", batch_size: int = 8, workers: int | None = None,
-             base_checkpoint: str | None = None) -> dict[str, dict]:
-    """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs."""
+             base_checkpoint: str | None = None, *, recursive: bool = False,
+             overwrite: bool = False, split: str = "all") -> dict[str, dict]:
+    """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs.
+
+    Every input is checked (image headers, every mask decoded) and `out` is prepared with
+    `prepare_output_dir` before the model is built. `recursive` includes sub-folders (outputs mirror them).
+    `split` "train" | "val" | "test" applies the run's own split by name (`data.train_count` / `val_count`)
+    to each root and scores only that part, e.g. the held-out test split of the root it trained on.
+    """
     if prompt not in PROMPTS:
         raise SodError(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-    ckpt = read_checkpoint(checkpoint)
+    if split not in ("all", *SPLITS):
+        raise SodError(f"--split must be all, {', '.join(SPLITS)}; got {split!r}")
+    check_counts(batch_size, workers)
+    names = [Path(d).resolve().name for d in datasets]
+    if len(set(names)) != len(names):
+        raise SodError(f"--data folders must have distinct names, got {', '.join(names)}")
+    ckpt = read_checkpoint(checkpoint) if split != "all" else None  # the split rule is the run's
+    plans, inputs = [], []
+    for data_dir in datasets:
+        image_dir, mask_dir = find_layout(data_dir)
+        pairs = find_pairs(data_dir, recursive=recursive)
+        if ckpt is not None:
+            pairs = _split_of(pairs, config_of(ckpt), split, data_dir)
+        if not recursive:
+            warn_nested(image_dir, "image")
+            warn_nested(mask_dir, "mask")
+        check_pairs(pairs, resize_mask=True)
+        _check_masks_readable(pairs)
+        plans.append((pairs, mask_dir))
+        inputs += [Path(data_dir), image_dir, mask_dir]
+    out = prepare_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
+    if ckpt is None:
+        ckpt = read_checkpoint(checkpoint)
+        for data_dir in datasets:
+            _split_of([], config_of(ckpt), "all", data_dir)  # warns when this is the run's training root
     cfg = config_of(ckpt)
     dev = select_device(device)
     model = build_model_from_checkpoint(ckpt, dev, base_checkpoint)
     notes = _notes(ckpt, prompt)
     oracle = None if prompt == "none" else prompt.split("-", 1)[1]
-    out = Path(out)
     summary = {}
-    names = [Path(d).resolve().name for d in datasets]
-    if len(set(names)) != len(names):
-        raise SodError(f"--data folders must have distinct names, got {', '.join(names)}")
-    for data_dir, name in zip(datasets, names, strict=True):
-        pairs = find_pairs(data_dir)
-        pred_dir, mask_dir = out / name / "pred", pairs[0].mask.parent
+    for (pairs, mask_dir), name in zip(plans, names, strict=True):
+        pred_dir = out / name / "pred"
+        if split != "all":  # score against exactly this split's masks (symlinks, the dataset is not touched)
+            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / f"{split}_split") / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
-        bar = tqdm(total=len(items), desc=f"predict {name}", unit="img")
-        for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
-                                            multimask=cfg.model.multimask):
-            atomic_save_image(Image.fromarray(pred), pred_dir / f"{img_name}.png")
-            bar.update()
-        bar.close()
+        with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
+            for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
+                                                multimask=cfg.model.multimask):
+                atomic_save_image(Image.fromarray(pred), pred_dir / f"{img_name}.png")
+                bar.update()
         method = cfg.model.method + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
         results = score({method: pred_dir}, mask_dir, out / name, workers=workers,
-                        notes={method: "; ".join(notes)} if notes else None)
+                        notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
+                        nested_warning=False)
         print(f"\n{name}:\n" + format_table(results, {method: "; ".join(notes)} if notes else None))
         summary[name] = results[0].metrics
     if notes:
         atomic_write_text(out / "WARNING.txt", "\n".join(notes) + "\n")
     atomic_write_text(out / "summary.json", json.dumps(
-        {"checkpoint": str(ckpt["path"]), "prompt": prompt, "notes": notes, "datasets": summary}, indent=2) + "\n")
+        {"checkpoint": str(ckpt["path"]), "prompt": prompt, "split": split, "notes": notes, "datasets": summary},
+        indent=2) + "\n")
     return summary
+
+
+def _split_of(pairs: list, cfg, split: str, data_dir: str | Path) -> list:
+    """The `split` part of a root's pairs under the run's split rule; warns when "all" of the training root
+    is scored (it includes the images the run trained and selected its checkpoint on)."""
+    same_root = cfg.data.root is not None and Path(cfg.data.root).resolve() == Path(data_dir).resolve()
+    if split == "all":
+        if same_root:
+            print(f"warning: {data_dir} is the root this run trained on; scoring all of it includes its train and "
+                  f"val images (use --split test for the held-out part)", file=sys.stderr)
+        return pairs
+    if cfg.data.val_root is not None:
+        raise SodError(f"--split {split}: the run validated on a separate data.val_root, so it has no split of "
+                       f"{data_dir} by name; evaluate a held-out root without --split")
+    part = split_pairs(cfg.data, pairs)[split]
+    if not part:
+        raise SodError(f"--split {split}: the run's config holds out no {split} split (data.train_count "
+                       f"{cfg.data.train_count}, data.val_count {cfg.data.val_count}) of the {len(pairs)} pairs of "
+                       f"{data_dir}")
+    return part
 
 
 def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -84,34 +153,94 @@ def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def predict(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
-            device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None) -> list[Path]:
-    """Write an 8-bit saliency PNG per image (original size) to `out`, and overlays to `out/overlay`."""
+@dataclass
+class PredictReport:
+    """What `predict_report` did: the maps written, and one message per image it skipped (unreadable)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    total: int = 0
+
+
+def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
+    if src.is_file():
+        return {src.stem: src}
+    if src.is_dir():
+        images = list_images(src, recursive=recursive)
+        if not recursive:
+            warn_nested(src, "image")
+        return images
+    raise SodError(f"--input {src} does not exist")
+
+
+def _predict_robust(model: torch.nn.Module, items: list[Item], size: int, dev: torch.device, batch_size: int,
+                    multimask: bool, on_bad: Callable[[Item, SodError], object],
+                    ) -> Iterator[tuple[str, np.ndarray]]:
+    """`predict_items` batch by batch; a batch that fails to decode is retried image by image, and
+    `on_bad(item, error)` is called for each image that still fails (it may raise to stop)."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        try:
+            results = list(predict_items(model, chunk, size, dev, batch_size, multimask=multimask))
+        except SodError:
+            results = []
+            for item in chunk:
+                try:
+                    results += predict_items(model, [item], size, dev, 1, multimask=multimask)
+                except SodError as err:
+                    on_bad(item, err)
+        yield from results
+
+
+def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
+                   device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None, *,
+                   strict: bool = False, recursive: bool = False, overwrite: bool = False) -> PredictReport:
+    """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
+    with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built."""
+    check_counts(batch_size)
+    src = Path(inputs)
+    images = _collect_images(src, recursive)
+    report = PredictReport(total=len(images))
+
+    def bad(path: Path, err: SodError) -> None:
+        if strict:
+            raise SodError(f"{err} (--strict stops at the first unreadable image)")
+        report.skipped.append(str(err))
+        tqdm.write(f"skipped: {err}", file=sys.stderr)
+
+    items: list[Item] = []
+    for name, path in images.items():
+        try:
+            image_size(path, "image")
+        except SodError as err:
+            bad(path, err)
+            continue
+        items.append((name, path, None))
+    out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     ckpt = read_checkpoint(checkpoint)
     cfg = config_of(ckpt)
     dev = select_device(device)
-    src = Path(inputs)
-    if src.is_file():
-        images = {src.stem: src}
-    elif src.is_dir():
-        images = list_images(src)
-    else:
-        raise SodError(f"--input {src} does not exist")
-    model = build_model_from_checkpoint(ckpt, dev, base_checkpoint)
-    out = Path(out)
-    written = []
-    items = [(n, p, None) for n, p in sorted(images.items())]
-    with torch.no_grad():
-        bar = tqdm(total=len(items), desc="predict", unit="img")
-        for name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size,
-                                        multimask=cfg.model.multimask):
+    model = build_model_from_checkpoint(ckpt, dev, base_checkpoint) if items else None
+    with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr) as bar:
+        for name, pred in _predict_robust(model, items, cfg.model.image_size, dev, batch_size, cfg.model.multimask,
+                                          lambda item, err: (bad(item[1], err), bar.update())):
             atomic_save_image(Image.fromarray(pred), out / f"{name}.png")
             if with_overlay:
                 blend = overlay(load_image(images[name]), pred)
                 atomic_save_image(Image.fromarray(blend), out / "overlay" / f"{name}.jpg")
-            written.append(out / f"{name}.png")
+            report.written.append(out / f"{name}.png")
             bar.update()
-        bar.close()
     for note in _notes(ckpt, "none"):
         print(f"warning: {note}")
-    return written
+    return report
+
+
+def predict(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
+            device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None, *,
+            strict: bool = False, recursive: bool = False, overwrite: bool = False) -> list[Path]:
+    """Write an 8-bit saliency PNG per image (original size) to `out`, and overlays to `out/overlay`.
+
+    Returns the written paths; see `predict_report` for skipped images and the checks made first.
+    """
+    return predict_report(checkpoint, inputs, out, with_overlay, device, batch_size, base_checkpoint,
+                          strict=strict, recursive=recursive, overwrite=overwrite).written

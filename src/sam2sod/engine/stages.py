@@ -21,7 +21,15 @@ from typing import Any
 import yaml
 
 from sam2sod.atomic import atomic_write_text
-from sam2sod.engine.config import TrainConfig, apply_override, dump_yaml, from_dict, to_dict, validate
+from sam2sod.engine.config import (
+    TrainConfig,
+    apply_override,
+    dump_yaml,
+    from_dict,
+    resolve_paths,
+    to_dict,
+    validate,
+)
 from sam2sod.errors import SodError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -106,7 +114,7 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
         data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         for o in overrides or []:
             apply_override(data, o)
-        cfg = from_dict(TrainConfig, data)
+        cfg = resolve_paths(from_dict(TrainConfig, data))
         validate(cfg)
     assert cfg is not None
     stages = stage_configs(cfg)

@@ -31,7 +31,7 @@ from sam2sod.engine.batch import (  # noqa: F401  (compute_loss and simulate_bat
     simulate_batch_prompts,
 )
 from sam2sod.engine.checkpoint import model_from_config, read_checkpoint, save_checkpoint
-from sam2sod.engine.config import TrainConfig, dump_yaml, to_dict, validate
+from sam2sod.engine.config import TrainConfig, dump_yaml, resolve_paths, to_dict, validate
 from sam2sod.engine.data import build_train_dataset, decode_check, split_train_val
 from sam2sod.engine.inference import predict_items
 from sam2sod.engine.init_from import load_init_weights
@@ -154,7 +154,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         data = ckpt["config"]
         for o in overrides or []:
             apply_override(data, o)
-        cfg = from_dict(TrainConfig, data)
+        cfg = resolve_paths(from_dict(TrainConfig, data))
         validate(cfg)
     assert cfg is not None
     distinfo = init_distributed(cfg.device)

@@ -68,6 +68,9 @@ def test_spec_sizes_are_torchvision_parameter_counts():
     """The independent specs reproduce torchvision's published parameter counts."""
     def n_params(spec):
         return sum(torch.Size(s).numel() for k, s in spec.items() if "running" not in k and "num_batches" not in k)
+    # torchvision's published weight metadata ("num_params" in the model docs, torchvision.models):
+    # ResNet50_Weights.IMAGENET1K_V1 25,557,032; VGG16_Weights.IMAGENET1K_V1 138,357,544;
+    # VGG16_BN_Weights.IMAGENET1K_V1 138,365,992
     assert n_params(resnet50_spec()) == 25_557_032
     assert n_params(vgg16_spec(False)) == 138_357_544
     assert n_params(vgg16_spec(True)) == 138_365_992

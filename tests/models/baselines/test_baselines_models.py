@@ -132,18 +132,64 @@ def test_state_dict_round_trip(variant):
         assert torch.equal(u, v)
 
 
-def test_param_count_matches_paper(variant):
+# Published parameter counts, (count, tolerance = half a unit of the last published digit), each with its source.
+# Only figures printed in a paper are used; counts of our own (or the authors' released) architecture are not
+# expectations (a `PAPER_PARAMS` that is such a count would make the check circular).
+PUBLISHED_PARAMS = {
+    # Qin et al., "U²-Net: Going deeper with nested U-structure for salient object detection", Pattern Recognition
+    # 106:107404 (2020): U²-Net 44.0M (the model-size figure src/sam2sod/models/baselines/u2net.py cites from the
+    # paper; its abstract gives the file size, 176.3 MB, checked in test_u2net_file_size_matches_paper).
+    "u2net": (44.0e6, 0.05e6),
+    # Same paper, the small U²-Net† (our u2netp): 1.1M (u2net.py cites the paper's table; abstract: 4.7 MB).
+    "u2netp": (1.1e6, 0.05e6),
+    # Wei et al., "F3Net: Fusion, Feedback and Focus for Salient Object Detection", AAAI 2020, print no count:
+    # 25.54M is the figure that later SOD comparison tables report for the released model, as the f3net.py
+    # docstring says (the docstring does not name the table; we could not check it independently).
+    "f3net": (25.54e6, 0.005e6),
+    # Liu et al., "A Simple Pooling-Based Design for Real-Time Salient Object Detection", CVPR 2019, print no
+    # count: 68.26M (ResNet-50, no edge branch) is the figure later comparisons report, as the poolnet.py
+    # docstring says (same caveat: no table named there).
+    "poolnet": (68.26e6, 0.005e6),
+}
+# No published count, so no count check: PFAN (Zhao & Wu, CVPR 2019) reports none, and PoolNet's paper reports none
+# for its VGG-16 model; their PAPER_PARAMS are counts of the authors' released architecture, i.e. of our own code.
+UNPUBLISHED = {"pfan", "poolnet_vgg"}
+
+
+def test_every_baseline_is_either_checked_or_explained():
+    assert set(PUBLISHED_PARAMS) | UNPUBLISHED == set(BASELINES) and not set(PUBLISHED_PARAMS) & UNPUBLISHED
+
+
+def _edge_branch(name: str) -> bool:
+    return name.startswith(("edge_", "score."))
+
+
+def test_param_count_matches_published_figure(variant):
     name, cfg, model = variant
-    n = sum(p.numel() for p in model.parameters())
-    paper = type(model).PAPER_PARAMS
-    assert isinstance(paper, int)
-    if cfg.get("edge"):  # PAPER_PARAMS is PoolNet without the edge branch, which adds ~0.6M
-        assert paper < n < 1.02 * paper, (name, n, paper)
-    else:
-        assert abs(n - paper) <= 0.02 * paper, (name, n, paper)
-    doc = type(model).__doc__ or ""
-    assert "20" in doc and "Parameters" in doc  # cites the paper (venue, year) and states the count
     assert isinstance(model.pretrained_backbone, bool) and not model.pretrained_backbone
+    if name in UNPUBLISHED:
+        pytest.skip(f"{name}: no published parameter count (see UNPUBLISHED)")
+    published, tol = PUBLISHED_PARAMS[name]
+    named = dict(model.named_parameters())
+    n = sum(p.numel() for p in named.values())
+    if cfg.get("edge"):
+        # The published PoolNet has no edge branch: everything outside the branch and its 3x3 score conv, plus the
+        # plain model's 1x1 score conv on the last FAM's channels, must be the published model.
+        shared = sum(p.numel() for k, p in named.items() if not _edge_branch(k))
+        c_last = named["score.weight"].shape[1] - 128  # the edge branch adds 128 channels to the score conv's input
+        assert shared + c_last + 1 == pytest.approx(published, abs=tol), (name, shared, published)
+        assert n > shared + c_last + 1
+    else:
+        assert n == pytest.approx(published, abs=tol), (name, n, published)
+
+
+def test_u2net_file_size_matches_paper():
+    """Qin et al. 2020 (Pattern Recognition 106:107404), abstract: U²-Net is a 176.3 MB model. Its float32
+    weights and BatchNorm statistics must make up that size; the released .pth also holds pickling overhead, so
+    0.25% tolerance. (U²-Net†'s 4.7 MB is not checked: for its many small tensors the overhead is ~5%.)"""
+    model = _build("u2net", {})
+    n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values() if t.is_floating_point())
+    assert n_bytes == pytest.approx(176.3e6, rel=2.5e-3), n_bytes
 
 
 def test_poolnet_vgg_edge_branch():

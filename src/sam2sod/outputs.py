@@ -1,0 +1,196 @@
+"""The output-folder guard every writing command runs first: the user's data is never written over.
+
+Rules of `prepare_output_dir`:
+
+* Write only into a folder that is new, empty, or was created by the same sam2sod command (it holds the
+  marker file `.sam2sod-output` naming the command), unless `overwrite` is given.
+* Never write into an input folder or a dataset's image/mask folder, nor into a folder inside one, nor
+  into a folder that contains one, even with `overwrite`.
+* Check before any work starts that the folder can be created and written and that the disk has some
+  free space (`SAM2SOD_MIN_FREE_MB`, default 50; 0 turns the check off); each problem is one `SodError`
+  line naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sam2sod.atomic import atomic_write_text, os_error_reason, remove_stale_tmp
+from sam2sod.data.discovery import dataset_root_of, find_layout
+from sam2sod.errors import SodError, format_names
+
+__all__ = ["MARKER", "MIN_FREE_ENV", "prepare_output_dir", "protected_folders", "read_marker", "write_marker"]
+
+MARKER = ".sam2sod-output"
+MIN_FREE_ENV = "SAM2SOD_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 50.0
+
+
+@dataclass(frozen=True)
+class Protected:
+    """A folder no output may touch. `tree`: nor any folder inside it (else only the folder and its parents)."""
+
+    path: Path
+    why: str
+    tree: bool = True
+
+
+def read_marker(folder: str | os.PathLike) -> str | None:
+    """The command named in `folder`'s marker, or None when the folder has no (readable) marker."""
+    try:
+        text = (Path(folder) / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text.split("\n", 1)[0].strip() or None
+
+
+def write_marker(folder: str | os.PathLike, command: str) -> None:
+    """Mark `folder` as written by `sam2sod COMMAND`."""
+    atomic_write_text(Path(folder) / MARKER, f"{command}\nwritten by sam2sod {command}; safe to reuse with it\n")
+
+
+def _real(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _dataset_of(folder: Path) -> list[Protected]:
+    """The folder's dataset: its layout folders when it is a root, its root when it is an image/mask folder."""
+    found = []
+    with contextlib.suppress(SodError, OSError):
+        for sub in find_layout(folder):
+            found.append(Protected(_real(sub), f"an image/mask folder of the dataset {folder}"))
+    root = dataset_root_of(folder)
+    if root is not None:
+        found.append(Protected(_real(root), f"the dataset {root} (the input {folder} is one of its folders)"))
+    return found
+
+
+def protected_folders(inputs: Iterable[str | os.PathLike]) -> list[Protected]:
+    """Folders the outputs must stay out of: each input folder (and its dataset), each input file's folder."""
+    out: list[Protected] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            out.append(Protected(_real(path), f"the input folder {path}"))
+            out.extend(_dataset_of(path))
+        elif path.exists():
+            folder = path.parent if str(path.parent) else Path(".")
+            out.append(Protected(_real(folder), f"the folder of the input {path}", tree=False))
+            out.extend(_dataset_of(folder))
+    return out
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _check_protected(out: Path, real: Path, protected: Sequence[Protected], subdirs: Sequence[str]) -> None:
+    for p in protected:
+        if _inside(real, p.path) and (p.tree or real == p.path):
+            where = "is" if real == p.path else "is inside"
+            raise SodError(f"--out {out} {where} {p.why}; sam2sod never writes into its inputs: choose another --out")
+        if _inside(p.path, real):
+            raise SodError(f"--out {out} contains {p.why}; sam2sod never writes around its inputs: "
+                           "choose another --out")
+    # a dataset that is not an input: its image/mask folders are off limits unless sam2sod made the dataset
+    for target in [real, *(real / s for s in subdirs)]:
+        for folder in [target, *target.parents]:
+            root = dataset_root_of(folder)
+            if root is not None and read_marker(root) is None:
+                raise SodError(f"--out {out} would write into {folder}, the image/mask folder of the dataset "
+                               f"{root}; choose another --out")
+
+
+def _check_reuse(out: Path, command: str, overwrite: bool, legacy_files: Sequence[str]) -> None:
+    try:
+        entries = sorted(e.name for e in out.iterdir() if e.name != MARKER)
+    except OSError as err:
+        raise SodError(f"cannot use output folder {out}: {os_error_reason(err)}") from None
+    if not entries or overwrite:
+        return
+    owner = read_marker(out)
+    if owner == command or (owner is None and legacy_files and all((out / f).is_file() for f in legacy_files)):
+        return
+    if owner is not None:
+        raise SodError(f"output folder {out} was written by `sam2sod {owner}`, not `sam2sod {command}`; "
+                       "choose a new or empty folder, or pass --overwrite to write into it anyway")
+    raise SodError(f"output folder {out} is not empty and was not created by sam2sod (it holds "
+                   f"{format_names(entries, 3)}); choose a new or empty folder, or pass --overwrite to write "
+                   "into it anyway")
+
+
+def _min_free_bytes(min_free_mb: float | None) -> float:
+    if min_free_mb is not None:
+        return min_free_mb * 2**20
+    raw = os.environ.get(MIN_FREE_ENV, "").strip()
+    try:
+        return (float(raw) if raw else DEFAULT_MIN_FREE_MB) * 2**20
+    except ValueError:
+        raise SodError(f"{MIN_FREE_ENV} must be a number of megabytes, got {raw!r}") from None
+
+
+def _check_creatable(out: Path, real: Path, min_free: float) -> Path:
+    """The nearest existing folder at or above `real`, after checking `out` can be made there."""
+    existing = real
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        raise SodError(f"cannot create output folder {out}: {existing} is a broken link")
+    if not existing.is_dir():
+        if existing == real:
+            raise SodError(f"--out {out} is a file, not a folder")
+        raise SodError(f"cannot create output folder {out}: {existing} is a file, not a folder")
+    if min_free > 0:
+        try:
+            free = shutil.disk_usage(existing).free
+        except OSError as err:
+            raise SodError(f"cannot use output folder {out}: {os_error_reason(err)}") from None
+        if free < min_free:
+            raise SodError(f"not enough free disk space for output folder {out}: {free / 2**20:.1f} MB free, "
+                           f"need at least {min_free / 2**20:.0f} MB (set {MIN_FREE_ENV} to change the limit)")
+    return existing
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
+                       command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
+                       legacy_files: Sequence[str] = ()) -> Path:
+    """Check `path` against the rules in the module docstring, create it and write the marker.
+
+    `subdirs`: sub-folders the command writes into (checked against datasets too). `legacy_files`: files
+    that together show the folder was written by this command before markers existed (it is reusable).
+    Also removes temp files of killed writes from an existing folder. Returns `path` (as given).
+    """
+    out = Path(path)
+    real = _real(out)
+    _check_protected(out, real, protected_folders(inputs), subdirs)
+    existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
+    if existing == real:
+        _check_reuse(out, command, overwrite, legacy_files)
+    created: list[Path] = []
+    try:
+        for folder in reversed([real, *real.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
+    except OSError as err:
+        _remove_dirs(created)
+        raise SodError(f"cannot create output folder {out} in {existing}: {os_error_reason(err)}") from None
+    try:
+        write_marker(real, command)
+    except SodError as err:
+        _remove_dirs(created)
+        raise SodError(f"cannot write to output folder {out}: {str(err).rsplit(': ', 1)[-1]}") from None
+    if existing == real:
+        remove_stale_tmp(real, recursive=True)
+    return out
