@@ -142,17 +142,18 @@ PUBLISHED_PARAMS = {
     "u2net": (44.0e6, 0.05e6),
     # Same paper, the small U²-Net† (our u2netp): 1.1M (u2net.py cites the paper's table; abstract: 4.7 MB).
     "u2netp": (1.1e6, 0.05e6),
-    # Wei et al., "F3Net: Fusion, Feedback and Focus for Salient Object Detection", AAAI 2020, print no count:
-    # 25.54M is the figure that later SOD comparison tables report for the released model, as the f3net.py
+    # Wei et al., "F3Net: Fusion, Feedback and Focus for Salient Object Detection", AAAI 2020: 25.54M is the figure
+    # that later SOD comparison tables (not the F3Net paper) report for the released model, as the f3net.py
     # docstring says (the docstring does not name the table; we could not check it independently).
     "f3net": (25.54e6, 0.005e6),
-    # Liu et al., "A Simple Pooling-Based Design for Real-Time Salient Object Detection", CVPR 2019, print no
-    # count: 68.26M (ResNet-50, no edge branch) is the figure later comparisons report, as the poolnet.py
-    # docstring says (same caveat: no table named there).
+    # Liu et al., "A Simple Pooling-Based Design for Real-Time Salient Object Detection", CVPR 2019: the paper
+    # prints no count (poolnet.py); 68.26M (ResNet-50, no edge branch) is the figure later comparisons report,
+    # as the poolnet.py docstring says (same caveat: no table named there).
     "poolnet": (68.26e6, 0.005e6),
 }
-# No published count, so no count check: PFAN (Zhao & Wu, CVPR 2019) reports none, and PoolNet's paper reports none
-# for its VGG-16 model; their PAPER_PARAMS are counts of the authors' released architecture, i.e. of our own code.
+# No published count, so no count check: PFAN's paper (Zhao & Wu, CVPR 2019) reports none (pfan.py), nor does
+# PoolNet's for its VGG-16 model (poolnet.py); their PAPER_PARAMS are counts of the authors' released architecture
+# as we built it, so comparing with them would only compare our code with itself.
 UNPUBLISHED = {"pfan", "poolnet_vgg"}
 
 
@@ -186,7 +187,8 @@ def test_param_count_matches_published_figure(variant):
 def test_u2net_file_size_matches_paper():
     """Qin et al. 2020 (Pattern Recognition 106:107404), abstract: U²-Net is a 176.3 MB model. Its float32
     weights and BatchNorm statistics must make up that size; the released .pth also holds pickling overhead, so
-    0.25% tolerance. (U²-Net†'s 4.7 MB is not checked: for its many small tensors the overhead is ~5%.)"""
+    0.25% tolerance. (U²-Net†'s 4.7 MB is not checked: its weights and statistics make 4.55 MB, the rest of
+    the file is overhead we cannot pin down.)"""
     model = _build("u2net", {})
     n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values() if t.is_floating_point())
     assert n_bytes == pytest.approx(176.3e6, rel=2.5e-3), n_bytes
