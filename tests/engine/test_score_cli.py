@@ -54,7 +54,7 @@ def test_score_writes_all_outputs(dataset, tmp_path, capsys):
     assert len(curves) == 2 * 256
     max_f = max(float(r["fmeasure"]) for r in curves if r["method"] == "B")
     assert max_f == pytest.approx(metrics["B"]["maxFm"], abs=1e-6)
-    for png in ("pr_curve.png", "f_curve.png"):
+    for png in ("pr_curve.png", "f_curve.png", "e_curve.png"):
         with Image.open(out / png) as im:
             assert im.size[0] > 300 and im.size[1] > 300
     assert not list(out.glob(".*.tmp")), "temporary files left behind"

@@ -24,7 +24,15 @@ __all__ = [
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # (images folder, masks folder) names, matched case-insensitively; "X-Image/X-Mask" is handled apart.
-_FIXED_LAYOUTS = (("images", "masks"), ("Imgs", "GT"), ("im", "gt"))
+# The last three are the official releases of ECSSD, DUT-OMRON and COD10K-v3 (Train/ and Test/).
+_FIXED_LAYOUTS = (
+    ("images", "masks"),
+    ("Imgs", "GT"),
+    ("im", "gt"),
+    ("images", "ground_truth_mask"),
+    ("DUT-OMRON-image", "pixelwiseGT-new-PNG"),
+    ("Image", "GT_Object"),
+)
 KNOWN_LAYOUTS = tuple(f"{i}/ + {m}/" for i, m in _FIXED_LAYOUTS) + (
     "X-Image/ + X-Mask/ (e.g. DUTS-TR-Image/ + DUTS-TR-Mask/)",
 )

@@ -1,4 +1,4 @@
-"""Paper-style curve plots (precision-recall and F-measure over thresholds), written atomically."""
+"""Paper-style curve plots (precision-recall, F- and E-measure over thresholds), written atomically."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_curves(results: Sequence[Any], out: Path) -> None:
-    """Overlay all methods: `pr_curve.png` (precision vs recall) and `f_curve.png` (F vs threshold).
+    """Overlay all methods: `pr_curve.png` (precision vs recall), `f_curve.png` and `e_curve.png` (F / E vs threshold).
 
-    `results` items need `.name` and `.curves` with `precision`, `recall`, `fm_curve` arrays of 256,
+    `results` items need `.name` and `.curves` with `precision`, `recall`, `fm_curve`, `em_curve` arrays of 256,
     ordered as PySODMetrics orders them (index 0 = highest threshold).
     """
     import matplotlib
@@ -47,3 +47,7 @@ def plot_curves(results: Sequence[Any], out: Path) -> None:
     ax.legend(loc="lower center", fontsize=8)
     _save(fig, Path(out) / "f_curve.png")
     plt.close(fig)
+
+    from sam2sod.report.curves import save_curve_plot
+
+    save_curve_plot("e", {r.name: r.curves for r in results}, Path(out) / "e_curve.png", dpi=150, size=(5, 4.5))

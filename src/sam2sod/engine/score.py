@@ -40,7 +40,7 @@ from sam2sod.outputs import MARKER, read_marker, write_marker
 METRIC_KEYS = ("Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm")
 SHORT_NAMES = {"Smeasure": "S", "wFmeasure": "wF", "MAE": "MAE", "adpEm": "adpE", "meanEm": "meanE",
                "maxEm": "maxE", "adpFm": "adpF", "meanFm": "meanF", "maxFm": "maxF"}
-SCORE_FILES = ("metrics.json", "per_image.csv", "curves.csv", "pr_curve.png", "f_curve.png")
+SCORE_FILES = ("metrics.json", "per_image.csv", "curves.csv", "pr_curve.png", "f_curve.png", "e_curve.png")
 MANIFEST = "manifest.json"
 
 
@@ -53,6 +53,7 @@ class MethodResult:
     curves: dict[str, np.ndarray]
     per_image: list[dict] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
+    pair_scores: list = field(default_factory=list, repr=False)  # per-image PairScores, in per_image order
 
 
 def match_predictions(pred_dir: Path, gt_dir: Path, recursive: bool = False,
@@ -204,7 +205,7 @@ def score_method(name: str, pred_dir: Path, gt_dir: Path, workers: int | None = 
     agg = aggregate(scores)
     metrics = {k: float(agg[k]) for k in METRIC_KEYS}
     curves = {k: np.asarray(agg[k]) for k in ("precision", "recall", "fm_curve", "em_curve")}
-    return MethodResult(name, metrics, curves, rows, resized)
+    return MethodResult(name, metrics, curves, rows, resized, scores)
 
 
 def format_table(results: Sequence[MethodResult], notes: dict[str, str] | None = None) -> str:
@@ -221,7 +222,7 @@ def format_table(results: Sequence[MethodResult], notes: dict[str, str] | None =
 
 
 def write_outputs(results: Sequence[MethodResult], out: Path, notes: dict[str, str] | None = None) -> None:
-    """Write metrics.json, per_image.csv, curves.csv, pr_curve.png and f_curve.png into `out`."""
+    """Write metrics.json, per_image.csv, curves.csv, pr_curve.png, f_curve.png and e_curve.png into `out`."""
     from sam2sod.engine.plots import plot_curves
 
     out = Path(out)
