@@ -28,10 +28,13 @@ class ModelConfig:
     version: str = "sam2.1"  # sam2 | sam2.1
     size: str = "tiny"  # tiny | small | base_plus | large
     image_size: int = 352  # multiple of 32
-    checkpoint: str | None = None  # official SAM2 checkpoint; None = random init (loud warning)
+    # official SAM2 checkpoint: a path, or a name from `sam2sod weights list` (e.g. sam2.1_hiera_tiny, read from
+    # the weights cache); None = random init (loud warning)
+    checkpoint: str | None = None
     backbone_weights: str | None = None  # classical baselines: torchvision ImageNet ResNet-50 / VGG-16 file
     multimask: bool = False  # train on the best of SAM's 3 masks (min loss), infer with the highest predicted IoU
-    init_from: str | None = None  # start from another run's weights: a run dir, best.pt/last.pt (fine-tuning)
+    # start from a finished model (fine-tuning): a run dir, best.pt/last.pt, or a `sam2sod export` folder
+    init_from: str | None = None
     args: dict[str, Any] = field(default_factory=dict)  # method-specific options, e.g. {adapter_ratio: 0.25}
 
 

@@ -217,13 +217,17 @@ def state_dict_mismatch(
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Strictly load an official SAM2 checkpoint into a `SAM2Base` built by `build_sam2_model`.
 
-    On any key/shape mismatch raise SodError naming the keys and the variant the file looks like.
+    `path` may also be an official name such as 'sam2.1_hiera_tiny' (`sam2sod.weights`: read from the weights
+    cache). On any key/shape mismatch raise SodError naming the keys and the variant the file looks like.
     """
     from sam2.modeling.sam2_base import SAM2Base
+
+    from sam2sod.weights import resolve_checkpoint
 
     if not isinstance(model, SAM2Base):
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
+    path = resolve_checkpoint(path)
     sd = read_state_dict(path)
     expected = model.state_dict()
     problem = state_dict_mismatch(expected, sd)
