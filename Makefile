@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH ?= torch==2.13.0
 QUICKSTART_OUT ?= quickstart_out
 
-.PHONY: setup test test-slow quickstart lint bench clean
+.PHONY: setup test test-slow test-browser quickstart lint bench clean
 
 setup: $(VENV)/.sam2sod-installed
 
@@ -25,6 +25,14 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
+
+# The demo's end-to-end test in headless Chromium: Debian's package (playwright cannot download its own
+# browser here; needs root or sudo for apt-get) plus the demo/browser extras.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: setup
+	test -x $(CHROMIUM) || apt-get install -y chromium || sudo apt-get install -y chromium
+	$(PIP) install -q -e ".[dev,demo,browser]"
+	SAM2SOD_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest -q -m browser
 
 quickstart: setup
 	$(VENV)/bin/sam2sod quickstart --out $(QUICKSTART_OUT)

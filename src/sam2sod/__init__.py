@@ -1,3 +1,14 @@
 """sam2sod: fine-tune SAM2 for salient object detection and score it with the field's metrics."""
 
 __version__ = "0.1.0"
+
+__all__ = ["Predictor", "__version__"]
+
+
+def __getattr__(name: str):
+    """Lazy `sam2sod.Predictor` (importing the package stays cheap and free of import cycles)."""
+    if name == "Predictor":
+        from sam2sod.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'sam2sod' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.data import check_pairs, find_layout, find_pairs, list_images
-from sam2sod.data.io import image_size, load_image, load_mask
+from sam2sod.data.io import image_size, load_mask
 from sam2sod.engine.checkpoint import build_model_from_checkpoint, config_of, read_checkpoint
 from sam2sod.engine.data import SPLITS, link_subset, split_pairs
 from sam2sod.engine.inference import ORACLE_LABEL, predict_items
@@ -56,25 +56,44 @@ def _check_masks_readable(pairs: Sequence) -> None:
         load_mask(p.mask)
 
 
-def evaluate(checkpoint: str | Path, datasets: list[str | Path], out: str | Path, prompt: str = "none",
-             device: str = "auto", batch_size: int = 8, workers: int | None = None,
+def _named_datasets(datasets: Sequence[str | Path | tuple[str, str | Path]]) -> list[tuple[str, Path]]:
+    """(name, folder) pairs: a plain folder is named after itself, a (name, folder) pair keeps its name."""
+    named = [(str(d[0]), Path(d[1])) if isinstance(d, tuple) else (Path(d).resolve().name, Path(d))
+             for d in datasets]
+    names = [n for n, _ in named]
+    bad = [n for n in names if n in ("", ".", "..") or "/" in n or "\\" in n]
+    if bad:
+        raise SodError(f"invalid dataset name {bad[0]!r}: use a plain name (it names the output folder)")
+    if len({n.lower() for n in names}) != len(names):
+        raise SodError(f"--data folders must have distinct names, got {', '.join(names)}; name them apart with "
+                       "--data NAME=DIR")
+    return named
+
+
+def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
+             prompt: str = "none", device: str = "auto", batch_size: int = 8, workers: int | None = None,
              base_checkpoint: str | None = None, *, recursive: bool = False,
-             overwrite: bool = False, split: str = "all") -> dict[str, dict]:
+             overwrite: bool = False, split: str = "all", refine: int = 0,
+             tta: str | None = None, exclude_overlap: bool = False) -> dict[str, dict]:
     """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs.
 
     Every input is checked (image headers, every mask decoded) and `out` is prepared with
     `prepare_output_dir` before the model is built. `recursive` includes sub-folders (outputs mirror them).
     `split` "train" | "val" | "test" applies the run's own split by name (`data.train_count` / `val_count`)
     to each root and scores only that part, e.g. the held-out test split of the root it trained on.
+    `datasets` holds folders (named after the folder) or (name, folder) pairs, e.g. from
+    `sam2sod.datasets.resolve_data_args`, so two folders called ``test`` can be told apart.
+    `refine` K / `tta` "flip": self-prompted refinement and flip TTA (`sam2sod.refine`; no ground truth).
     """
     if prompt not in PROMPTS:
         raise SodError(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     if split not in ("all", *SPLITS):
         raise SodError(f"--split must be all, {', '.join(SPLITS)}; got {split!r}")
     check_counts(batch_size, workers)
-    names = [Path(d).resolve().name for d in datasets]
-    if len(set(names)) != len(names):
-        raise SodError(f"--data folders must have distinct names, got {', '.join(names)}")
+    tta = _check_variant(refine, tta, prompt)
+    named = _named_datasets(datasets)
+    names = [n for n, _ in named]
+    datasets = [d for _, d in named]
     ckpt = read_checkpoint(checkpoint) if split != "all" else None  # the split rule is the run's
     plans, inputs = [], []
     for data_dir in datasets:
@@ -95,6 +114,7 @@ def evaluate(checkpoint: str | Path, datasets: list[str | Path], out: str | Path
         for data_dir in datasets:
             _split_of([], config_of(ckpt), "all", data_dir)  # warns when this is the run's training root
     cfg = config_of(ckpt)
+    plans = [(_check_overlap(pairs, cfg, d, exclude_overlap), m) for (pairs, m), d in zip(plans, datasets, strict=True)]
     dev = select_device(device)
     model = build_model_from_checkpoint(ckpt, dev, base_checkpoint)
     notes = _notes(ckpt, prompt)
@@ -102,15 +122,16 @@ def evaluate(checkpoint: str | Path, datasets: list[str | Path], out: str | Path
     summary = {}
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
         pred_dir = out / name / "pred"
-        if split != "all":  # score against exactly this split's masks (symlinks, the dataset is not touched)
-            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / f"{split}_split") / "masks"
+        if split != "all" or exclude_overlap:  # score exactly these pairs' masks (symlinks; the dataset is untouched)
+            subset = f"{split}_split" if split != "all" else "no_overlap"
+            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / subset) / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
             for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
-                                                multimask=cfg.model.multimask):
+                                                multimask=cfg.model.multimask, refine=refine, tta=tta):
                 atomic_save_image(Image.fromarray(pred), pred_dir / f"{img_name}.png")
                 bar.update()
-        method = cfg.model.method + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
+        method = cfg.model.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
         results = score({method: pred_dir}, mask_dir, out / name, workers=workers,
                         notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
                         nested_warning=False)
@@ -119,9 +140,42 @@ def evaluate(checkpoint: str | Path, datasets: list[str | Path], out: str | Path
     if notes:
         atomic_write_text(out / "WARNING.txt", "\n".join(notes) + "\n")
     atomic_write_text(out / "summary.json", json.dumps(
-        {"checkpoint": str(ckpt["path"]), "prompt": prompt, "split": split, "notes": notes, "datasets": summary},
+        {"checkpoint": str(ckpt["path"]), "prompt": prompt, "split": split, "refine": refine, "tta": tta or "none",
+         "notes": notes, "datasets": summary},
         indent=2) + "\n")
     return summary
+
+
+def _check_variant(refine: int, tta: str | None, prompt: str) -> str | None:
+    """Validate `refine` / `tta` for evaluate (refinement starts prompt-free: no oracle prompt with it)."""
+    from sam2sod.refine import check_refine
+
+    tta = check_refine(refine, tta)
+    if refine and prompt != "none":
+        raise SodError(f"--refine starts prompt-free; it cannot be combined with --prompt {prompt}")
+    return tta
+
+
+def _variant_label(refine: int, tta: str | None) -> str:
+    """' [self-refine K]' / ' [tta flip]' for the method name in tables (empty for the plain model)."""
+    return (f" [self-refine {refine}]" if refine else "") + (f" [tta {tta}]" if tta else "")
+
+
+def _check_overlap(pairs: list, cfg, data_dir: Path, exclude: bool) -> list:
+    """Warn when test images duplicate (exactly or nearly) the run's training images; drop them with `exclude`."""
+    from sam2sod.datasets import describe_overlap, find_overlap, overlap_names
+
+    train_root = cfg.data.root
+    if not train_root or not Path(train_root).is_dir() or Path(train_root).resolve() == Path(data_dir).resolve():
+        return pairs
+    report = find_overlap(train_root, data_dir)
+    found = overlap_names(report)
+    if not found:
+        return pairs
+    lines = "; ".join(describe_overlap(report, str(train_root)))
+    print(f"warning: {data_dir}: {len(found)} images duplicate the run's training data ({lines}); "
+          + ("excluded from scoring" if exclude else "use --exclude-overlap to leave them out"), file=sys.stderr)
+    return [p for p in pairs if p.name not in found] if exclude else pairs
 
 
 def _split_of(pairs: list, cfg, split: str, data_dir: str | Path) -> list:
@@ -174,19 +228,20 @@ def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
 
 
 def _predict_robust(model: torch.nn.Module, items: list[Item], size: int, dev: torch.device, batch_size: int,
-                    multimask: bool, on_bad: Callable[[Item, SodError], object],
-                    ) -> Iterator[tuple[str, np.ndarray]]:
+                    multimask: bool, on_bad: Callable[[Item, SodError], object], refine: int = 0,
+                    tta: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """`predict_items` batch by batch; a batch that fails to decode is retried image by image, and
     `on_bad(item, error)` is called for each image that still fails (it may raise to stop)."""
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         try:
-            results = list(predict_items(model, chunk, size, dev, batch_size, multimask=multimask))
+            results = list(predict_items(model, chunk, size, dev, batch_size, multimask=multimask, refine=refine,
+                                         tta=tta))
         except SodError:
             results = []
             for item in chunk:
                 try:
-                    results += predict_items(model, [item], size, dev, 1, multimask=multimask)
+                    results += predict_items(model, [item], size, dev, 1, multimask=multimask, refine=refine, tta=tta)
                 except SodError as err:
                     on_bad(item, err)
         yield from results
@@ -194,12 +249,23 @@ def _predict_robust(model: torch.nn.Module, items: list[Item], size: int, dev: t
 
 def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
                    device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None, *,
-                   strict: bool = False, recursive: bool = False, overwrite: bool = False) -> PredictReport:
+                   strict: bool = False, recursive: bool = False, overwrite: bool = False,
+                   formats: Sequence[str] | None = None, threshold: float | None = None, refine: int = 0,
+                   tta: str | None = None, points: object = None, labels: object = None,
+                   box: object = None) -> PredictReport:
     """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
-    with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built."""
+    with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built.
+
+    `formats` (map | mask | alpha | overlay, `sam2sod.engine.formats`) at `threshold` (None: adaptive);
+    `points` (N,2) + `labels` (N,) / `box` (4,) in original pixels prompt a single image file; `refine` /
+    `tta` as for `evaluate`. `report.written` lists every file written.
+    """
+    from sam2sod.engine.predict_options import predict_options, prompted_maps, write_outputs
+
     check_counts(batch_size)
     src = Path(inputs)
     images = _collect_images(src, recursive)
+    opts = predict_options(src, formats, threshold, refine, tta, points, labels, box)
     report = PredictReport(total=len(images))
 
     def bad(path: Path, err: SodError) -> None:
@@ -222,13 +288,13 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     dev = select_device(device)
     model = build_model_from_checkpoint(ckpt, dev, base_checkpoint) if items else None
     with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr) as bar:
-        for name, pred in _predict_robust(model, items, cfg.model.image_size, dev, batch_size, cfg.model.multimask,
-                                          lambda item, err: (bad(item[1], err), bar.update())):
-            atomic_save_image(Image.fromarray(pred), out / f"{name}.png")
-            if with_overlay:
-                blend = overlay(load_image(images[name]), pred)
-                atomic_save_image(Image.fromarray(blend), out / "overlay" / f"{name}.jpg")
-            report.written.append(out / f"{name}.png")
+        if opts.prompted:
+            maps = prompted_maps(model, items, cfg.model.image_size, dev, cfg.model.multimask, opts)
+        else:
+            maps = _predict_robust(model, items, cfg.model.image_size, dev, batch_size, cfg.model.multimask,
+                                   lambda item, err: (bad(item[1], err), bar.update()), opts.refine, opts.tta)
+        for name, pred in maps:
+            report.written += write_outputs(out, name, pred, images[name], opts, with_overlay)
             bar.update()
     for note in _notes(ckpt, "none"):
         print(f"warning: {note}")
@@ -237,10 +303,12 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
 
 def predict(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
             device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None, *,
-            strict: bool = False, recursive: bool = False, overwrite: bool = False) -> list[Path]:
+            strict: bool = False, recursive: bool = False, overwrite: bool = False,
+            **options: object) -> list[Path]:
     """Write an 8-bit saliency PNG per image (original size) to `out`, and overlays to `out/overlay`.
 
-    Returns the written paths; see `predict_report` for skipped images and the checks made first.
+    Returns the written paths; see `predict_report` for skipped images, the checks made first and `options`
+    (formats, threshold, refine, tta, points, labels, box).
     """
     return predict_report(checkpoint, inputs, out, with_overlay, device, batch_size, base_checkpoint,
-                          strict=strict, recursive=recursive, overwrite=overwrite).written
+                          strict=strict, recursive=recursive, overwrite=overwrite, **options).written

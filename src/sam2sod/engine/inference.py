@@ -59,13 +59,20 @@ def logits_to_uint8(logits: torch.Tensor, size_hw: tuple[int, int]) -> np.ndarra
 def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path | None]], image_size: int,
                   device: torch.device, batch_size: int = 8, oracle: str | None = None, workers: int = 0,
                   multimask: bool = False, autocast_dtype: torch.dtype | None = None,
-                  ) -> Iterator[tuple[str, np.ndarray]]:
+                  refine: int = 0, tta: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (name, uint8 saliency map at the original size) for each item, in order.
 
     `oracle` in {None, "box", "points", "mask"}: prompts derived from the GT mask (an upper bound that
-    leaks the answer; callers must label such results with `ORACLE_LABEL`).
+    leaks the answer; callers must label such results with `ORACLE_LABEL`). `refine` / `tta`: self-prompted
+    refinement passes and flip TTA (`sam2sod.refine.run_model`; no ground truth is read for them).
     """
     from sam2sod.data.prompts import collate_prompts, oracle_prompts
+    from sam2sod.errors import SodError
+    from sam2sod.refine import check_refine, run_model
+
+    tta = check_refine(refine, tta, model)
+    if refine and oracle is not None:
+        raise SodError("--refine starts prompt-free; it cannot be combined with an oracle --prompt")
 
     was_training = model.training
     model.eval()
@@ -78,7 +85,7 @@ def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path 
                 prompts = collate_prompts([oracle_prompts(m, oracle) for m in batch["mask"]], image_size)
                 prompts = prompts.to(device) if prompts is not None else None
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(images, prompts, multimask=multimask)
+                out = run_model(model, images, prompts, multimask, refine=refine, tta=tta)
             for j, name in enumerate(batch["name"]):
                 yield name, logits_to_uint8(out["logits"][j], tuple(batch["orig_size"][j].tolist()))
     finally:

@@ -1,0 +1,1 @@
+"""Applications built on the `sam2sod.Predictor` API (the Gradio demo)."""

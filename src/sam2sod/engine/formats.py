@@ -1,0 +1,135 @@
+"""Output formats of a saliency map: `map`, `mask`, `alpha` (RGBA cut-out) and `overlay` (contour + fill), all PNG.
+
+* map: the 8-bit saliency map, ``OUT/NAME.png`` (what `predict` always wrote).
+* mask: binary 0/255, ``OUT/mask/NAME.png``. Default: the metrics' adaptive binarisation exactly (as
+  `sam2sod.metrics.pair`): the map / 255 is min-max normalised (unless constant) and pixels ``>= min(2 *
+  mean, 1)`` of it are kept, except that an all-zero map gives an empty mask (the rule would keep every
+  pixel). An explicit threshold t keeps ``map / 255 >= t`` (no normalisation).
+* alpha: the image as RGBA with the saliency as alpha, ``OUT/alpha/NAME.png`` (a soft cut-out).
+* overlay: the mask's contour and a semi-transparent fill drawn over the image in the palette colour
+  farthest (RGB distance) from the object's mean colour, ``OUT/overlay/NAME.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from sam2sod.atomic import atomic_save_image
+from sam2sod.errors import SodError
+
+__all__ = ["FORMATS", "PALETTE", "adaptive_threshold", "check_formats", "check_threshold", "contrast_colour",
+           "cutout", "draw_overlay", "format_path", "to_mask", "write_formats"]
+
+FORMATS = ("map", "mask", "alpha", "overlay")
+# saturated colours that stay visible on photos; the one farthest from the object is used
+PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255]],
+                   dtype=np.float32)
+
+
+def check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
+    """Validated, de-duplicated formats in the given order (default: ``("map",)``)."""
+    if not formats:
+        return ("map",)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise SodError(f"--format must be one of {', '.join(FORMATS)}, got {', '.join(map(repr, bad))}")
+    return tuple(dict.fromkeys(formats))
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """None (adaptive) or a number in [0, 1]."""
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise SodError(f"--threshold must be in [0, 1] (saliency / 255), got {threshold}")
+    return None if threshold is None else float(threshold)
+
+
+def _normalised(saliency: np.ndarray) -> np.ndarray:
+    """map / 255, min-max normalised unless constant (the metrics' view of a uint8 map)."""
+    s = saliency.astype(np.float64) / 255.0
+    lo, hi = float(s.min()), float(s.max())
+    return s if hi == lo else (s - lo) / (hi - lo)
+
+
+def adaptive_threshold(saliency: np.ndarray) -> float:
+    """``min(2 * mean, 1)`` of the normalised uint8 HxW map: the metrics' adaptive threshold (0..1 units)."""
+    return min(2.0 * float(np.mean(_normalised(saliency))), 1.0)
+
+
+def to_mask(saliency: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """uint8 HxW map -> bool HxW mask: the metrics' adaptive binarisation (None) or ``map / 255 >= threshold``."""
+    if threshold is not None:
+        return saliency.astype(np.float64) / 255.0 >= float(threshold)
+    if not saliency.any():
+        return np.zeros(saliency.shape, dtype=bool)
+    return _normalised(saliency) >= adaptive_threshold(saliency)
+
+
+def cutout(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
+    """RGB uint8 HxWx3 + uint8 HxW map -> RGBA uint8 HxWx4 with the map as alpha."""
+    _check_same_size(image, saliency)
+    return np.concatenate([image[..., :3], saliency[..., None].astype(np.uint8)], axis=2)
+
+
+def contrast_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(3,) uint8: the palette colour farthest from the mean colour of the masked pixels (whole image if empty)."""
+    pixels = image[mask] if mask.any() else image.reshape(-1, 3)
+    mean = pixels.reshape(-1, 3).astype(np.float32).mean(0)
+    return PALETTE[int(np.argmax(((PALETTE - mean) ** 2).sum(1)))].astype(np.uint8)
+
+
+def draw_overlay(image: np.ndarray, mask: np.ndarray, fill_alpha: float = 0.35,
+                 colour: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 HxWx3: a semi-transparent fill of `mask` (bool HxW) and its opaque contour.
+
+    The contour is the mask minus its erosion, thickened to about 0.4% of the image side (>= 1 px).
+    """
+    _check_same_size(image, mask)
+    rgb = image[..., :3].astype(np.float32)
+    col = (contrast_colour(image[..., :3], mask) if colour is None else np.asarray(colour)).astype(np.float32)
+    out = rgb.copy()
+    out[mask] = (1 - fill_alpha) * rgb[mask] + fill_alpha * col
+    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
+    width = max(1, round(0.004 * max(mask.shape)))
+    if width > 1 and edge.any():
+        edge = ndimage.binary_dilation(edge, iterations=width - 1)
+    out[edge] = col
+    return np.clip(out.round(), 0, 255).astype(np.uint8)
+
+
+def _check_same_size(image: np.ndarray, other: np.ndarray) -> None:
+    if image.shape[:2] != other.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and map/mask {other.shape[:2]} differ in size")
+
+
+def format_path(out: Path, name: str, fmt: str) -> Path:
+    """Where `write_formats` puts format `fmt` of image `name`."""
+    return out / f"{name}.png" if fmt == "map" else out / fmt / f"{name}.png"
+
+
+def write_formats(out: str | Path, name: str, saliency: np.ndarray, formats: Sequence[str],
+                  image: np.ndarray | None = None, threshold: float | None = None) -> list[Path]:
+    """Write the requested formats of one uint8 HxW map (atomically); `image` (RGB HxWx3) is needed for
+    alpha / overlay. Returns the written paths in format order."""
+    out = Path(out)
+    written = []
+    mask = to_mask(saliency, threshold) if {"mask", "overlay"} & set(formats) else None
+    for fmt in check_formats(formats):
+        if fmt in ("alpha", "overlay") and image is None:
+            raise ValueError(f"format {fmt} needs the image")
+        if fmt == "map":
+            arr = saliency
+        elif fmt == "mask":
+            arr = mask.astype(np.uint8) * 255
+        elif fmt == "alpha":
+            arr = cutout(image, saliency)
+        else:
+            arr = draw_overlay(image, mask)
+        path = format_path(out, name, fmt)
+        atomic_save_image(Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)), path)
+        written.append(path)
+    return written
