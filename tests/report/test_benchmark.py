@@ -86,6 +86,7 @@ def test_benchmark_writes_everything_and_reruns_without_model_work(setup, tmp_pa
     capsys.readouterr()
     assert main(_args(setup, out)) == 0
     assert capsys.readouterr().out.count("cached predictions reused") == 2
+    assert calls == []  # not even built to count its parameters (done.json keeps the count)
 
 
 def test_benchmark_split_and_errors(setup, tmp_path, capsys) -> None:

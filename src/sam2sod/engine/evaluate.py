@@ -112,7 +112,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     if ckpt is None:
         ckpt = read_checkpoint(checkpoint)
         for data_dir in datasets:
-            _split_of([], config_of(ckpt), "all", data_dir)  # warns when this is the run's training root
+            _warn_training_root(config_of(ckpt), data_dir)
     cfg = config_of(ckpt)
     plans = [(_check_overlap(pairs, cfg, d, exclude_overlap), m) for (pairs, m), d in zip(plans, datasets, strict=True)]
     dev = select_device(device)
@@ -178,15 +178,15 @@ def _check_overlap(pairs: list, cfg, data_dir: Path, exclude: bool) -> list:
     return [p for p in pairs if p.name not in found] if exclude else pairs
 
 
+def _warn_training_root(cfg, data_dir: str | Path) -> None:
+    """Warn when all of the root the run trained on is scored (its train and val images included)."""
+    if cfg.data.root is not None and Path(cfg.data.root).resolve() == Path(data_dir).resolve():
+        print(f"warning: {data_dir} is the root this run trained on; scoring all of it includes its train and "
+              f"val images (use --split test for the held-out part)", file=sys.stderr)
+
+
 def _split_of(pairs: list, cfg, split: str, data_dir: str | Path) -> list:
-    """The `split` part of a root's pairs under the run's split rule; warns when "all" of the training root
-    is scored (it includes the images the run trained and selected its checkpoint on)."""
-    same_root = cfg.data.root is not None and Path(cfg.data.root).resolve() == Path(data_dir).resolve()
-    if split == "all":
-        if same_root:
-            print(f"warning: {data_dir} is the root this run trained on; scoring all of it includes its train and "
-                  f"val images (use --split test for the held-out part)", file=sys.stderr)
-        return pairs
+    """The `split` part ("train" | "val" | "test") of a root's pairs under the run's split rule by name."""
     if cfg.data.val_root is not None:
         raise SodError(f"--split {split}: the run validated on a separate data.val_root, so it has no split of "
                        f"{data_dir} by name; evaluate a held-out root without --split")

@@ -108,12 +108,16 @@ def _overlaps(models: dict[str, dict[str, Any]], specs: Sequence[tuple[str, Path
 
 
 def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, device: str,
-                    batch_size: int) -> tuple[Path, float | None]:
-    """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images."""
+                    batch_size: int) -> tuple[Path, dict[str, Any]]:
+    """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images.
+
+    Returns (folder, done.json record with `infer_ms` and `params`, the model's total parameter count).
+    """
     from sam2sod.engine.batch import quiet_random_init
     from sam2sod.engine.checkpoint import build_model_from_checkpoint
     from sam2sod.engine.inference import predict_items
     from sam2sod.engine.runtime import select_device
+    from sam2sod.models import count_params
 
     folder = out / "pred" / method / ds.name
     ckpt = info["ckpt"]
@@ -121,9 +125,9 @@ def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, d
     done = folder / "done.json"
     if done.is_file():
         old = json.loads(done.read_text(encoding="utf-8"))
-        if {k: old.get(k) for k in key} == key:
+        if {k: old.get(k) for k in key} == key and "params" in old:
             print(f"[benchmark] {method} on {ds.name}: cached predictions reused")
-            return folder, old.get("infer_ms")
+            return folder, old
     dev = select_device(device)
     with quiet_random_init():
         model = build_model_from_checkpoint(ckpt, dev)
@@ -135,9 +139,10 @@ def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, d
                                         multimask=cfg.model.multimask):
             atomic_save_image(Image.fromarray(pred), folder / f"{name}.png")
             bar.update()
-    infer_ms = 1000 * (time.perf_counter() - t0) / len(items)
-    atomic_write_text(done, json.dumps({**key, "infer_ms": infer_ms}, indent=2) + "\n")
-    return folder, infer_ms
+    record = {**key, "infer_ms": 1000 * (time.perf_counter() - t0) / len(items),
+              "params": count_params(model)["total"][0]}
+    atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+    return folder, record
 
 
 def _pred_folder(method: str, root: Path, ds: Dataset, n_sets: int) -> Path:
@@ -197,10 +202,7 @@ def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequenc
               workers: int | None = None, device: str = "auto", batch_size: int = 8,
               overwrite: bool = False) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}."""
-    from sam2sod.engine.batch import quiet_random_init
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint
     from sam2sod.metrics.extra import parse_metric_names
-    from sam2sod.models import count_params
     from sam2sod.outputs import prepare_output_dir
     from sam2sod.report.html import default_figures, write_html_report
     from sam2sod.report.qualitative import write_qualitative
@@ -226,13 +228,12 @@ def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequenc
     pred_dirs: dict[str, dict[str, Path]] = {m: {} for m in names}
     method_info: dict[str, dict[str, Any]] = {}
     for m, info in infos.items():
-        times = []
+        records = []
         for ds in sets:
-            pred_dirs[m][ds.name], ms = _predict_cached(m, info, ds, out, device, batch_size)
-            times.append(ms)
-        with quiet_random_init():
-            total = count_params(build_model_from_checkpoint(info["ckpt"], "cpu"))["total"][0]
-        method_info[m] = {"params": total, "inference_ms": sum(t for t in times if t) / max(1, len(times))}
+            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size)
+            records.append(record)
+        method_info[m] = {"params": records[0]["params"],
+                          "inference_ms": sum(r["infer_ms"] for r in records) / len(records)}
     for m, root in preds.items():
         for ds in sets:
             pred_dirs[m][ds.name] = _pred_folder(m, Path(root), ds, len(sets))
