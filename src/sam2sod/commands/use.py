@@ -61,6 +61,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes decoding the next images while the model runs (default: one per core beyond "
+                        "the first, at most 4; 0: decode in the main process)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast dtype of the model (default fp32; bf16 on CPU or CUDA, fp16 on CUDA)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
                    help="prompt point in original-image pixels, LABEL 1 foreground (default) / 0 background "
                         "(repeatable; --input must be one image)")
@@ -86,7 +91,7 @@ def _predict(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite, formats=args.formats, threshold=args.threshold,
                             refine=args.refine, tta=args.tta,
                             points=[pt[:2] for pt in points] or None, labels=[pt[2] for pt in points] or None,
-                            box=parse_box(args.box) if args.box else None)
+                            box=parse_box(args.box) if args.box else None, workers=args.workers, dtype=args.dtype)
     formats = list(dict.fromkeys(args.formats or ["map"]))
     what = "saliency maps" if formats == ["map"] else f"images as {', '.join(formats)}"
     print(f"wrote {report.total - len(report.skipped)} {what} to {args.out} ({len(report.written)} files)")

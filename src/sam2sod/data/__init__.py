@@ -1,41 +1,40 @@
-"""sam2sod.data: dataset discovery, robust decoding, the torch dataset, joint transforms, synthetic data."""
+"""sam2sod.data: dataset discovery, robust decoding, the torch dataset, joint transforms, synthetic data.
 
-from sam2sod.data.dataset import SODDataset, check_pairs, sample_seed
-from sam2sod.data.discovery import (
-    IMAGE_SUFFIXES,
-    KNOWN_LAYOUTS,
-    Pair,
-    find_layout,
-    find_pairs,
-    list_images,
-    match_by_stem,
-)
-from sam2sod.data.io import MAX_PIXELS_ENV, image_size, load_image, load_mask
-from sam2sod.data.prompts import (
-    PromptBatch,
-    PromptConfig,
-    Prompts,
-    collate_prompts,
-    oracle_prompts,
-    simulate_prompts,
-)
-from sam2sod.data.synthetic import make_synthetic
-from sam2sod.data.transforms import (
-    SAM2_MEAN,
-    SAM2_STD,
-    AugmentConfig,
-    ColorJitter,
-    Compose,
-    Normalize,
-    RandomHorizontalFlip,
-    RandomRotation,
-    RandomScaleCrop,
-    RandomVerticalFlip,
-    Resize,
-    build_transform,
-    denormalize,
-    rotate,
-)
+Names are imported on first use (PEP 562), so `sam2sod.data.discovery` / `sam2sod.data.io` (used by `score`)
+load without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES = {
+    "dataset": ("SODDataset", "check_pairs", "sample_seed"),
+    "discovery": ("IMAGE_SUFFIXES", "KNOWN_LAYOUTS", "Pair", "find_layout", "find_pairs", "list_images",
+                  "match_by_stem"),
+    "io": ("MAX_PIXELS_ENV", "image_size", "load_image", "load_mask"),
+    "prompts": ("PromptBatch", "PromptConfig", "Prompts", "collate_prompts", "oracle_prompts", "simulate_prompts"),
+    "synthetic": ("make_synthetic",),
+    "transforms": ("SAM2_MEAN", "SAM2_STD", "AugmentConfig", "ColorJitter", "Compose", "Normalize",
+                   "RandomHorizontalFlip", "RandomRotation", "RandomScaleCrop", "RandomVerticalFlip", "Resize",
+                   "build_transform", "denormalize", "rotate"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sam2sod.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sam2sod.data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     "PromptBatch",

@@ -158,7 +158,7 @@ def _check_data(cfg: TrainConfig) -> None:
     _check("data.train_count", d.train_count, int_at_least(1, nullable=True))
     _check("data.val_count", d.val_count, int_at_least(1, nullable=True))
     _check("data.val_fraction", d.val_fraction, unit(lo_open=True, hi_open=True))
-    _check("data.workers", d.workers, int_at_least(0))
+    _check("data.workers", d.workers, int_at_least(0, nullable=True))
     for i, s in enumerate(d.multiscale or []):
         _check(f"data.multiscale[{i}]", s, ((lambda v: _is_int(v) and v > 0 and v % 32 == 0),
                                              "a positive multiple of 32"))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -23,7 +24,7 @@ from sam2sod.data.io import image_size, load_mask
 from sam2sod.engine.checkpoint import build_model_from_checkpoint, config_of, read_checkpoint
 from sam2sod.engine.data import SPLITS, link_subset, split_pairs
 from sam2sod.engine.inference import ORACLE_LABEL, predict_items
-from sam2sod.engine.runtime import select_device
+from sam2sod.engine.runtime import inference_dtype, select_device
 from sam2sod.engine.score import format_table, score, warn_nested
 from sam2sod.errors import SodError
 from sam2sod.outputs import prepare_output_dir
@@ -128,7 +129,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
             for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
-                                                multimask=cfg.model.multimask, refine=refine, tta=tta):
+                                                workers=None, multimask=cfg.model.multimask, refine=refine, tta=tta):
                 atomic_save_image(Image.fromarray(pred), pred_dir / f"{img_name}.png")
                 bar.update()
         method = cfg.model.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
@@ -198,15 +199,6 @@ def _split_of(pairs: list, cfg, split: str, data_dir: str | Path) -> list:
     return part
 
 
-def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """RGB uint8 HxWx3: the image with the saliency map blended in red."""
-    s = saliency.astype(np.float32)[..., None] / 255.0
-    red = np.zeros_like(image, dtype=np.float32)
-    red[..., 0] = 255
-    out = image.astype(np.float32) * (1 - alpha * s) + red * (alpha * s)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
 @dataclass
 class PredictReport:
     """What `predict_report` did: the maps written, and one message per image it skipped (unreadable)."""
@@ -227,42 +219,26 @@ def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
     raise SodError(f"--input {src} does not exist")
 
 
-def _predict_robust(model: torch.nn.Module, items: list[Item], size: int, dev: torch.device, batch_size: int,
-                    multimask: bool, on_bad: Callable[[Item, SodError], object], refine: int = 0,
-                    tta: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """`predict_items` batch by batch; a batch that fails to decode is retried image by image, and
-    `on_bad(item, error)` is called for each image that still fails (it may raise to stop)."""
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        try:
-            results = list(predict_items(model, chunk, size, dev, batch_size, multimask=multimask, refine=refine,
-                                         tta=tta))
-        except SodError:
-            results = []
-            for item in chunk:
-                try:
-                    results += predict_items(model, [item], size, dev, 1, multimask=multimask, refine=refine, tta=tta)
-                except SodError as err:
-                    on_bad(item, err)
-        yield from results
-
-
 def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
                    device: str = "auto", batch_size: int = 8, base_checkpoint: str | None = None, *,
                    strict: bool = False, recursive: bool = False, overwrite: bool = False,
                    formats: Sequence[str] | None = None, threshold: float | None = None, refine: int = 0,
                    tta: str | None = None, points: object = None, labels: object = None,
-                   box: object = None) -> PredictReport:
+                   box: object = None, workers: int | None = None, dtype: str = "fp32") -> PredictReport:
     """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
     with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built.
 
     `formats` (map | mask | alpha | overlay, `sam2sod.engine.formats`) at `threshold` (None: adaptive);
     `points` (N,2) + `labels` (N,) / `box` (4,) in original pixels prompt a single image file; `refine` /
-    `tta` as for `evaluate`. `report.written` lists every file written.
+    `tta` as for `evaluate`. `report.written` lists every file written. `workers` decode the next images
+    while the model runs (None: one per spare core) and a thread writes the PNGs; `dtype` fp32 | bf16 | fp16
+    runs the model under autocast (`sam2sod.engine.runtime.inference_dtype`).
     """
     from sam2sod.engine.predict_options import predict_options, prompted_maps, write_outputs
 
     check_counts(batch_size)
+    if workers is not None and workers < 0:
+        raise SodError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
     src = Path(inputs)
     images = _collect_images(src, recursive)
     opts = predict_options(src, formats, threshold, refine, tta, points, labels, box)
@@ -282,19 +258,28 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             bad(path, err)
             continue
         items.append((name, path, None))
+    dev = select_device(device)
+    amp = inference_dtype(dev, dtype)
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     ckpt = read_checkpoint(checkpoint)
     cfg = config_of(ckpt)
-    dev = select_device(device)
     model = build_model_from_checkpoint(ckpt, dev, base_checkpoint) if items else None
-    with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr) as bar:
+    with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2sod-write") as writer:
         if opts.prompted:
             maps = prompted_maps(model, items, cfg.model.image_size, dev, cfg.model.multimask, opts)
         else:
-            maps = _predict_robust(model, items, cfg.model.image_size, dev, batch_size, cfg.model.multimask,
-                                   lambda item, err: (bad(item[1], err), bar.update()), opts.refine, opts.tta)
+            maps = predict_items(model, items, cfg.model.image_size, dev, batch_size, workers=workers,
+                                 multimask=cfg.model.multimask, autocast_dtype=amp, refine=opts.refine, tta=opts.tta,
+                                 on_unreadable=lambda item, err: (bad(item[1], err), bar.update()))
+        pending: deque = deque()  # PNG writes overlap the next batch; at most two batches of maps wait
         for name, pred in maps:
-            report.written += write_outputs(out, name, pred, images[name], opts, with_overlay)
+            pending.append(writer.submit(write_outputs, out, name, pred, images[name], opts, with_overlay))
+            while len(pending) > 2 * batch_size or (pending and pending[0].done()):
+                report.written += pending.popleft().result()
+                bar.update()
+        while pending:
+            report.written += pending.popleft().result()
             bar.update()
     for note in _notes(ckpt, "none"):
         print(f"warning: {note}")

@@ -48,25 +48,48 @@ def check_threshold(threshold: float | None) -> float | None:
     return None if threshold is None else float(threshold)
 
 
-def _normalised(saliency: np.ndarray) -> np.ndarray:
-    """map / 255, min-max normalised unless constant (the metrics' view of a uint8 map)."""
-    s = saliency.astype(np.float64) / 255.0
-    lo, hi = float(s.min()), float(s.max())
-    return s if hi == lo else (s - lo) / (hi - lo)
+def _level_table(saliency: np.ndarray) -> np.ndarray:
+    """float64 (256,): the normalised value of each uint8 code of this map (map / 255, min-max unless constant).
+
+    ``table[saliency]`` equals the full-image normalisation pixel for pixel, without its 8 bytes per pixel.
+    """
+    raw = np.arange(256) / 255.0
+    lo, hi = raw[int(saliency.min())], raw[int(saliency.max())]
+    return raw if hi == lo else (raw - lo) / (hi - lo)
+
+
+def _histogram(saliency: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """int64 (256,) counts of a uint8 map, by blocks (bincount widens its input to 8 bytes per element)."""
+    flat = saliency.reshape(-1)
+    counts = np.zeros(256, dtype=np.int64)
+    for i in range(0, flat.size, block):
+        counts += np.bincount(flat[i:i + block], minlength=256)
+    return counts
 
 
 def adaptive_threshold(saliency: np.ndarray) -> float:
-    """``min(2 * mean, 1)`` of the normalised uint8 HxW map: the metrics' adaptive threshold (0..1 units)."""
-    return min(2.0 * float(np.mean(_normalised(saliency))), 1.0)
+    """``min(2 * mean, 1)`` of the normalised uint8 HxW map: the metrics' adaptive threshold (0..1 units).
+
+    The mean comes from the 256-bin histogram; only if a present level lies within 1e-9 of the threshold is
+    the exact full-image mean taken (the two differ by rounding only), as `sam2sod.metrics.pair` does.
+    """
+    table, counts = _level_table(saliency), _histogram(saliency)
+    threshold = min(2.0 * float(counts @ table) / saliency.size, 1.0)
+    if np.any((counts > 0) & (np.abs(table - threshold) < 1e-9)):
+        threshold = min(2.0 * float(np.mean(table.take(saliency))), 1.0)
+    return threshold
 
 
 def to_mask(saliency: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """uint8 HxW map -> bool HxW mask: the metrics' adaptive binarisation (None) or ``map / 255 >= threshold``."""
+    """uint8 HxW map -> bool HxW mask: the metrics' adaptive binarisation (None) or ``map / 255 >= threshold``.
+
+    Both go through a 256-entry table (1 byte per pixel), so a 24 MP map needs no float copy.
+    """
     if threshold is not None:
-        return saliency.astype(np.float64) / 255.0 >= float(threshold)
+        return (np.arange(256) / 255.0 >= float(threshold))[saliency]
     if not saliency.any():
         return np.zeros(saliency.shape, dtype=bool)
-    return _normalised(saliency) >= adaptive_threshold(saliency)
+    return (_level_table(saliency) >= adaptive_threshold(saliency))[saliency]
 
 
 def cutout(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
@@ -77,8 +100,9 @@ def cutout(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
 
 def contrast_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(3,) uint8: the palette colour farthest from the mean colour of the masked pixels (whole image if empty)."""
-    pixels = image[mask] if mask.any() else image.reshape(-1, 3)
-    mean = pixels.reshape(-1, 3).astype(np.float32).mean(0)
+    where = mask if mask.any() else None
+    n = int(np.count_nonzero(mask)) if where is not None else mask.size
+    mean = np.array([np.sum(image[..., c], where=where, dtype=np.int64) for c in range(3)], dtype=np.float64) / n
     return PALETTE[int(np.argmax(((PALETTE - mean) ** 2).sum(1)))].astype(np.uint8)
 
 
@@ -86,19 +110,25 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, fill_alpha: float = 0.35,
                  colour: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 HxWx3: a semi-transparent fill of `mask` (bool HxW) and its opaque contour.
 
-    The contour is the mask minus its erosion, thickened to about 0.4% of the image side (>= 1 px).
+    The contour is the mask minus its erosion, thickened to about 0.4% of the image side (>= 1 px). The fill
+    is blended in float32 by blocks of rows, so the temporaries stay near 1 M pixels whatever the image size.
     """
     _check_same_size(image, mask)
-    rgb = image[..., :3].astype(np.float32)
-    col = (contrast_colour(image[..., :3], mask) if colour is None else np.asarray(colour)).astype(np.float32)
-    out = rgb.copy()
-    out[mask] = (1 - fill_alpha) * rgb[mask] + fill_alpha * col
+    rgb = image[..., :3]
+    col = (contrast_colour(rgb, mask) if colour is None else np.asarray(colour)).astype(np.float32)
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    rows = max(1, (1 << 20) // max(1, mask.shape[1]))
+    for r0 in range(0, mask.shape[0], rows):
+        m = mask[r0:r0 + rows]
+        if m.any():
+            blended = (1 - fill_alpha) * rgb[r0:r0 + rows][m].astype(np.float32) + fill_alpha * col
+            out[r0:r0 + rows][m] = np.clip(blended.round(), 0, 255).astype(np.uint8)
     edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
     width = max(1, round(0.004 * max(mask.shape)))
     if width > 1 and edge.any():
         edge = ndimage.binary_dilation(edge, iterations=width - 1)
-    out[edge] = col
-    return np.clip(out.round(), 0, 255).astype(np.uint8)
+    out[edge] = np.clip(col.round(), 0, 255).astype(np.uint8)
+    return out
 
 
 def _check_same_size(image: np.ndarray, other: np.ndarray) -> None:

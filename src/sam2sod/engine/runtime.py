@@ -46,6 +46,29 @@ def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     return torch.float16
 
 
+INFERENCE_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def auto_workers() -> int:
+    """Default DataLoader worker processes: one per core beyond the first (the model keeps one), at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def inference_dtype(device: torch.device, name: str) -> torch.dtype | None:
+    """Autocast dtype for inference (`--dtype`): fp32 -> None; bf16 on CPU or CUDA; fp16 on CUDA only."""
+    if name not in INFERENCE_DTYPES:
+        raise SodError(f"--dtype must be one of {', '.join(INFERENCE_DTYPES)}, got {name!r}")
+    if name == "fp32":
+        return None
+    if device.type not in ("cpu", "cuda"):
+        raise SodError(f"--dtype {name} needs a CPU or CUDA device, got {device}")
+    if name == "fp16" and device.type != "cuda":
+        raise SodError("--dtype fp16 needs a CUDA device (on CPU use bf16, fast only with AMX / AVX512-BF16)")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SodError("--dtype bf16: this GPU has no bf16 support; use --dtype fp16")
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
 @dataclass
 class DistInfo:
     rank: int = 0

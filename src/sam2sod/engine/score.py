@@ -4,7 +4,9 @@ Predictions are matched to masks by file stem; every mask needs a prediction. A 
 size is resized (bilinear) to the mask's size, as the field's evaluation tools do. Pairs are scored in
 worker processes; each returns a small `PairScores` that the parent aggregates, so the numbers are
 identical to a sequential run. Workers exit when the parent dies (`exit_with_parent`), and the command's
-output set is swapped in whole (`write_output_set`), so a reader never mixes files of two runs.
+output set is swapped in whole (`write_output_set`), so a reader never mixes files of two runs. The worker
+count is lowered when the largest image (read from the file headers) would not leave half the available
+memory for that many workers (`sam2sod.metrics.memory`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from tqdm import tqdm
 
 from sam2sod.atomic import atomic_write_text, current_umask
 from sam2sod.data.discovery import count_nested_images, list_images
-from sam2sod.data.io import image_size, load_mask
+from sam2sod.data.io import load_mask
 from sam2sod.errors import SodError, format_names
 from sam2sod.metrics import PairScores, aggregate, pair_scores
+from sam2sod.metrics.memory import image_pixels, memory_capped_workers
 from sam2sod.outputs import MARKER, read_marker, write_marker
 
 METRIC_KEYS = ("Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm")
@@ -174,9 +177,9 @@ def check_score_inputs(preds: dict[str, Path], gt_dir: Path, recursive: bool = F
         _check_dirs(Path(d), Path(gt_dir))
         items, _ = match_predictions(Path(d), Path(gt_dir), recursive)
         for _name, pred, gt in items:
-            image_size(pred, "prediction")
+            image_pixels(pred, "prediction")
             if gt not in checked:
-                image_size(gt, "mask")
+                image_pixels(gt, "mask")
                 checked.add(gt)
 
 
@@ -193,6 +196,8 @@ def score_method(name: str, pred_dir: Path, gt_dir: Path, workers: int | None = 
         print(f"warning: {name}: {len(extra)} predictions in {pred_dir} have no mask and are ignored: "
               f"{format_names(extra)}", file=sys.stderr)
     workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers > 1 and len(items) >= 8:  # the sizes that `_run_pairs` runs in a pool
+        workers = memory_capped_workers(items, workers, name)
     scores, rows, resized = [], [], []
     for img_name, s, was_resized in _run_pairs(items, workers, name, progress):
         scores.append(s)

@@ -36,6 +36,7 @@ from sam2sod.engine.data import build_train_dataset, decode_check, split_train_v
 from sam2sod.engine.inference import predict_items
 from sam2sod.engine.init_from import load_init_weights
 from sam2sod.engine.runtime import (
+    auto_workers,
     autocast_dtype,
     init_distributed,
     param_groups,
@@ -169,8 +170,9 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     o = cfg.optim
     sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
                                              shuffle=True, seed=cfg.seed, drop_last=True))
-    loader = DataLoader(train_ds, batch_size=o.batch_size, sampler=sampler, num_workers=cfg.data.workers,
-                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+    workers = auto_workers() if cfg.data.workers is None else cfg.data.workers
+    loader = DataLoader(train_ds, batch_size=o.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
     micro_per_epoch = len(sampler.base) // o.batch_size
     steps_per_epoch = micro_per_epoch // o.accum_steps
     if steps_per_epoch < 1:

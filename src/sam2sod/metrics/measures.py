@@ -10,7 +10,7 @@ import math
 import numpy as np
 from scipy.ndimage import correlate1d, distance_transform_edt
 
-from sam2sod.metrics.pair import EPS, PreparedPair
+from sam2sod.metrics.pair import EPS, PreparedPair, row_blocks
 
 #: F-measure beta^2 (Achanta et al. 2009).
 FM_BETA2 = 0.3
@@ -126,7 +126,15 @@ def _quadrant_is_flat(pair: PreparedPair, q: int, level_counts: np.ndarray) -> b
     if present.size != 1:
         return False
     value = pair.levels[present[0]]
-    return value in (0.0, 1.0) or bool(np.mean(pair.pred[pair.quadrant_slices(q)]) == value)
+    if value in (0.0, 1.0):
+        return True
+    # The quadrant holds `value` everywhere, so only its shape and memory layout decide the mean:
+    # rebuild it with the reference's layout (a row-strided view unless it spans whole rows).
+    rows, cols = pair.quadrant_slices(q)
+    h_q, w_q = len(range(*rows.indices(pair.shape[0]))), len(range(*cols.indices(pair.shape[1])))
+    pad = 0 if w_q == pair.shape[1] else 1
+    quadrant = np.full((h_q, w_q + pad), value)[:, :w_q]
+    return bool(np.mean(quadrant) == value)
 
 
 def _region_similarity(pair: PreparedPair) -> float:
@@ -178,43 +186,73 @@ def smeasure(pair: PreparedPair, alpha: float = SM_ALPHA) -> float:
 
 
 # --------------------------------------------------------------------------- weighted F-measure
+def _index_dtype(n: int) -> type:
+    """int32 when values below ``n`` fit (the EDT's own index type), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _decay_sum(pair: PreparedPair, nearest: np.ndarray) -> float:
+    """Sum over all pixels of ``pred * exp(decay * distance to the object)``, by row bands."""
+    h, w = pair.shape
+    dtype = _index_dtype(h * h + w * w)
+    col_index = np.arange(w, dtype=dtype)
+    total = 0.0
+    for r0, r1 in row_blocks(h, w):
+        dist2 = nearest[0, r0:r1].astype(dtype)
+        dist2 -= np.arange(r0, r1, dtype=dtype)[:, None]
+        dist2 *= dist2
+        d_col = nearest[1, r0:r1] - col_index
+        d_col *= d_col
+        dist2 += d_col
+        decay = np.sqrt(dist2)
+        decay *= _WFM_DECAY
+        np.exp(decay, out=decay)  # 1 on the object, where the distance is 0
+        total += float(np.einsum("i,i->", pair.pred_rows(r0, r1).ravel(), decay.ravel()))
+    return total
+
+
+def _object_error(pair: PreparedPair, nearest: np.ndarray) -> float:
+    """Sum over the object of ``min(E, Gaussian(E at the nearest object pixel))``, E = 1 - pred.
+
+    Only the object's box (widened by the kernel radius) is needed; it is processed in row bands with
+    a 3-row halo, which gives the same values as filtering the whole box at once.
+    """
+    h, w = pair.shape
+    rows, cols = pair.fg_box
+    error_levels = 1 - pair.levels
+    codes = pair.codes.ravel()
+    dtype = _index_dtype(h * w)
+    fg_err = 0.0
+    for r0, r1 in row_blocks(rows.stop - rows.start, cols.stop - cols.start):
+        r0, r1 = r0 + rows.start, r1 + rows.start
+        h0, h1 = max(r0 - 3, rows.start), min(r1 + 3, rows.stop)
+        flat = nearest[0, h0:h1, cols].astype(dtype)
+        flat *= w
+        flat += nearest[1, h0:h1, cols]
+        smoothed = error_levels.take(codes.take(flat))
+        smoothed = correlate1d(smoothed, _GAUSS_1D, axis=0, mode="constant")[r0 - h0 : r1 - h0]
+        smoothed = correlate1d(smoothed, _GAUSS_1D, axis=1, mode="constant")
+        np.minimum(smoothed, error_levels.take(pair.codes[r0:r1, cols]), out=smoothed)
+        fg_err += float(smoothed[pair.gt[r0:r1, cols]].sum())
+    return fg_err
+
+
 def weighted_fmeasure(pair: PreparedPair, beta2: float = WFM_BETA2) -> float:
     """Weighted F-measure (Margolin et al. 2014); 0 for an empty mask.
 
     Background errors are replaced by the error of the nearest object pixel (dependency), object
     errors by their 7x7 Gaussian-smoothed value when smaller, and background errors are weighted by
     ``2 - exp(log(0.5) / 5 * distance)`` (importance). The nearest-pixel ties follow scipy's EDT,
-    which is what PySODMetrics uses.
+    which is what PySODMetrics uses. Memory: the EDT's indices (8 bytes per pixel) plus row bands.
     """
     n_fg = pair.n_fg
     if n_fg == 0:
         return 0.0
-    gt, pred = pair.gt, pair.pred
-    h, w = pair.shape
-    nearest = distance_transform_edt(~gt, return_distances=False, return_indices=True)
-
+    nearest = distance_transform_edt(~pair.gt, return_distances=False, return_indices=True)
     # Importance-weighted background error: sum over bg of pred * (2 - exp(decay * distance)).
-    dist2 = nearest[0] - np.arange(h, dtype=np.int32)[:, None]
-    dist2 *= dist2
-    d_col = nearest[1] - np.arange(w, dtype=np.int32)
-    dist2 += d_col * d_col
-    decay = np.sqrt(dist2)
-    decay *= _WFM_DECAY
-    np.exp(decay, out=decay)  # 1 on the object, where the distance is 0
     s_bg, s_fg = (pair.gt_hist @ pair.levels).tolist()
-    fp_w = 2 * s_bg - (float(np.einsum("i,i->", pred.ravel(), decay.ravel())) - s_fg)
-
-    # Object error: min(E, Gaussian(E at the nearest object pixel)); only the object box is needed.
-    rows, cols = pair.fg_box
-    err = 1 - pred  # the error on the object
-    flat = nearest[0, rows, cols] * w
-    flat += nearest[1, rows, cols]
-    smoothed = err.ravel().take(flat)
-    smoothed = correlate1d(smoothed, _GAUSS_1D, axis=0, mode="constant")
-    smoothed = correlate1d(smoothed, _GAUSS_1D, axis=1, mode="constant")
-    np.minimum(smoothed, err[rows, cols], out=smoothed)
-    fg_err = float(smoothed[gt[rows, cols]].sum())
-
+    fp_w = 2 * s_bg - (_decay_sum(pair, nearest) - s_fg)
+    fg_err = _object_error(pair, nearest)
     tp_w = n_fg - fg_err
     recall = 1 - fg_err / n_fg
     precision = tp_w / (tp_w + fp_w + EPS)

@@ -5,10 +5,14 @@ A prediction is reduced to *levels*: the distinct normalised values it can take,
 themselves (256 levels); float input goes through ``np.unique``. Every measure except the weighted
 F-measure is then computed from one histogram of (quadrant, gt, level) counts instead of full-image
 passes.
+
+Memory: nothing of the image's size is kept beyond the inputs and the boolean mask; full-image work
+runs in blocks of about ``BLOCK_PIXELS`` pixels (row bands), so a pair's temporaries stay small.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
@@ -19,6 +23,18 @@ from sam2sod.errors import SodError
 EPS = float(np.spacing(1))
 #: Number of binarisation thresholds of the F / E curves (0..255).
 N_THRESHOLDS = 256
+#: Pixels per block (row band) of the blocked full-image passes; read at call time (tests shrink it).
+BLOCK_PIXELS = 1 << 18
+#: A level this close to the adaptive threshold computed from the histogram is decided on the exact
+#: full-image mean instead (the two means differ by rounding only, far below this).
+_THRESHOLD_TIE = 1e-9
+
+
+def row_blocks(h: int, w: int) -> Iterator[tuple[int, int]]:
+    """``(r0, r1)`` row bands covering ``h`` rows of width ``w``, about ``BLOCK_PIXELS`` pixels each."""
+    step = max(1, BLOCK_PIXELS // max(w, 1))
+    for r0 in range(0, h, step):
+        yield r0, min(r0 + step, h)
 
 
 def _uint8_levels(pred: np.ndarray) -> np.ndarray:
@@ -77,8 +93,15 @@ class PreparedPair:
 
     @cached_property
     def pred(self) -> np.ndarray:
-        """The normalised float64 prediction in [0, 1] (bit-identical to PySODMetrics' ``prepare_data``)."""
+        """The normalised float64 prediction in [0, 1] (bit-identical to PySODMetrics' ``prepare_data``).
+
+        8 bytes per pixel: the measures never build it (they use ``levels`` / ``codes`` by blocks).
+        """
         return self.levels.take(self.codes)
+
+    def pred_rows(self, r0: int, r1: int) -> np.ndarray:
+        """``pred[r0:r1]`` as a new float64 array (without building ``pred``)."""
+        return self.levels.take(self.codes[r0:r1])
 
     @cached_property
     def _gt_profile(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,11 +139,16 @@ class PreparedPair:
         h, w = self.shape
         cy, cx = self.centroid
         dtype = np.uint16 if self.codes.dtype == np.uint8 else np.intp  # 8 * 256 bins fit in uint16
-        idx = self.gt.view(np.uint8) * dtype(k)
-        idx += self.codes
-        idx += np.where(np.arange(h) >= cy, 4 * k, 0).astype(dtype)[:, None]
-        idx += np.where(np.arange(w) >= cx, 2 * k, 0).astype(dtype)
-        return np.bincount(idx.ravel(), minlength=8 * k).reshape(4, 2, k)
+        row_offset = np.where(np.arange(h) >= cy, 4 * k, 0).astype(dtype)[:, None]
+        col_offset = np.where(np.arange(w) >= cx, 2 * k, 0).astype(dtype)
+        counts = np.zeros(8 * k, dtype=np.intp)
+        for r0, r1 in row_blocks(h, w):
+            idx = self.gt[r0:r1].view(np.uint8) * dtype(k)
+            idx += self.codes[r0:r1]
+            idx += row_offset[r0:r1]
+            idx += col_offset
+            counts += np.bincount(idx.ravel(), minlength=8 * k)
+        return counts.astype(np.int64, copy=False).reshape(4, 2, k)
 
     @cached_property
     def gt_hist(self) -> np.ndarray:
@@ -141,9 +169,25 @@ class PreparedPair:
     @cached_property
     def adaptive_counts(self) -> tuple[int, int]:
         """(tp, fp) of the prediction binarised at ``min(2 * mean, 1)`` (``pred >= threshold``)."""
-        threshold = min(2 * float(np.mean(self.pred)), 1.0)
-        selected = self.levels >= threshold
+        selected = self.levels >= self.adaptive_threshold
         return int(self.gt_hist[1, selected].sum()), int(self.gt_hist[0, selected].sum())
+
+    @cached_property
+    def adaptive_threshold(self) -> float:
+        """``min(2 * mean(pred), 1)``: the same levels reach it as with PySODMetrics' ``np.mean(pred)``.
+
+        Only which levels reach the threshold matters, so the mean is taken from the histogram; the
+        full-image ``np.mean`` (8 bytes per pixel, transient) is computed only when a present level lies
+        within rounding distance of the threshold, and then it is the threshold.
+        """
+        counts = self.gt_hist.sum(axis=0)
+        threshold = min(2 * float(counts @ self.levels) / self.size, 1.0)
+        present = self.levels[counts > 0]
+        if np.any(np.abs(present - threshold) <= _THRESHOLD_TIE):
+            pred = self.__dict__.get("pred")
+            mean = np.mean(pred) if pred is not None else np.mean(self.levels.take(self.codes))
+            threshold = min(2 * float(mean), 1.0)
+        return threshold
 
     def quadrant_slices(self, q: int) -> tuple[slice, slice]:
         """Row / column slices of quadrant ``q`` (0 lt, 1 rt, 2 lb, 3 rb) of the centroid split."""

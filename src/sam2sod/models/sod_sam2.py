@@ -20,6 +20,7 @@ from torch import nn
 
 from sam2sod.errors import SodError
 from sam2sod.models.freeze import frozen_norms_to_eval
+from sam2sod.models.pos_cache import cache_position_embedding
 from sam2sod.models.sam2_backbone import base_info
 
 
@@ -46,6 +47,7 @@ class SAM2SOD(nn.Module):
     def __init__(self, sam: nn.Module) -> None:
         super().__init__()
         self.image_encoder = sam.image_encoder
+        cache_position_embedding(self.image_encoder.trunk)  # reused at inference, recomputed in training
         self.sam_prompt_encoder = sam.sam_prompt_encoder
         self.sam_mask_decoder = sam.sam_mask_decoder
         self.no_mem_embed = sam.no_mem_embed  # (1,1,256) added to the stride-16 map

@@ -38,7 +38,7 @@ class HieraWrapper(nn.Module):
 
     def __init__(self, trunk: nn.Module) -> None:
         super().__init__()
-        from sam2.modeling.backbones.hieradet import Hiera
+        from sam2sod.models.pos_cache import cached_pos_embed
 
         check_hiera(trunk)
         self.patch_embed = trunk.patch_embed
@@ -49,7 +49,7 @@ class HieraWrapper(nn.Module):
         self.return_interm_layers: bool = trunk.return_interm_layers
         self.channel_list = trunk.channel_list  # read by ImageEncoder/FpnNeck
         self.window_spec = trunk.window_spec
-        self._hiera_pos_embed = Hiera._get_pos_embed
+        self._hiera_pos_embed = cached_pos_embed  # Hiera's, reused at inference
 
     # ---- geometry
     @property

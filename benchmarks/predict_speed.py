@@ -1,0 +1,294 @@
+"""Inference speed: `sam2sod predict` vs sam2's own `SAM2ImagePredictor` loop, end to end, in one run.
+
+Both sides read the same real images (ECSSD), resize to the model's input, run the same hiera-tiny weights
+prompt-free, resize the logits to the original size and write an 8-bit PNG per image. The weights are a
+random-init hiera-tiny written once as an official-format file that both sides load (ours through a
+decoder_only run checkpoint, sam2's through `build_sam2`). torchvision cannot be installed beside this
+torch, so sam2's predictor gets a stand-in for ToTensor / Resize / Normalize (the same bilinear antialiased
+resize torchvision applies to tensors). Also measured: the bare forward of our model on tensors already in
+memory (the pipeline's cost over it), and peak RSS of `sam2sod predict` on a 24 MP image with and
+without `--overlay`. Usage:
+    .venv/bin/python benchmarks/predict_speed.py [--data DIR] [--limit 100] [--limit-large 12]
+        [--sizes 352,1024] [--batch 8] [--variants] [--no-memory]
+Every ratio is ours / reference (higher is better); the last line is the headline `ratio=X.XX target=Y.YY`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SPEED, TARGET_PIPELINE, LIMIT_RSS_GB = 1.0, 0.95, 1.2
+warnings.filterwarnings("ignore")
+
+
+# ---------------------------------------------------------------- sam2's predictor with a torchvision stand-in
+class _ToTensor:
+    def __call__(self, img: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)
+
+
+class _Resize(torch.nn.Module):
+    def __init__(self, size) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # torchvision's tensor path: bilinear, antialias
+        return F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+class _Normalize(torch.nn.Module):
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def sam2_predictor_class():
+    """`SAM2ImagePredictor`, imported with real torchvision if it works, else against the stand-in."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
+        tr.ToTensor, tr.Resize, tr.Normalize = _ToTensor, _Resize, _Normalize
+        tv.transforms = tr
+        sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
+    return importlib.import_module("sam2.sam2_image_predictor").SAM2ImagePredictor
+
+
+def reference_loop(predictor_cls, base_file: Path, size: int, paths: list[Path], out: Path, batch: int) -> float:
+    """sam2's way, as its README shows: build_sam2 + SAM2ImagePredictor, set_image(+_batch) then predict."""
+    from sam2.build_sam import build_sam2
+
+    from sam2sod.models import feature_sizes
+    from sam2sod.models.sam2_backbone import config_name
+
+    t0 = time.perf_counter()
+    sam = build_sam2(config_name("sam2.1", "tiny"), str(base_file), device="cpu",
+                     hydra_overrides_extra=[f"++model.image_size={size}"])
+    predictor = predictor_cls(sam)
+    predictor._bb_feat_sizes = feature_sizes(size)  # sam2 hard-codes the 1024 sizes here
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch):
+            chunk = paths[start:start + batch]
+            images = [np.array(Image.open(p).convert("RGB")) for p in chunk]
+            if batch == 1:
+                predictor.set_image(images[0])
+                masks, _, _ = predictor.predict(multimask_output=False, return_logits=True)
+                logits = [masks]
+            else:
+                predictor.set_image_batch(images)
+                logits, _, _ = predictor.predict_batch(multimask_output=False, return_logits=True)
+            for p, m in zip(chunk, logits, strict=True):
+                sal = np.round(1.0 / (1.0 + np.exp(-m[0].astype(np.float32))) * 255).astype(np.uint8)
+                Image.fromarray(sal).save(out / f"{p.stem}.png")
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- ours
+def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
+    """(official-format base file, decoder_only run checkpoint on it) for hiera-tiny at `size`."""
+    from sam2sod.engine.checkpoint import save_checkpoint
+    from sam2sod.engine.config import ModelConfig, TrainConfig, to_dict
+    from sam2sod.models import build_sam2_model, create_model, state_for_checkpoint
+
+    base = tmp / f"base_{size}.pt"
+    torch.save({"model": build_sam2_model("sam2.1", "tiny", size, seed=0).state_dict()}, base)
+    cfg = TrainConfig(model=ModelConfig(method="decoder_only", version="sam2.1", size="tiny", image_size=size,
+                                        checkpoint=str(base)))
+    model = create_model("decoder_only", version="sam2.1", size="tiny", image_size=size, checkpoint=str(base))
+    run = tmp / f"run_{size}.pt"
+    save_checkpoint(run, {"model": state_for_checkpoint(model), "config": to_dict(cfg), "step": 0})
+    return base, run
+
+
+def ours(run: Path, folder: Path, out: Path, batch: int, **options) -> tuple[float, float]:
+    """(seconds for `predict_report` end to end, seconds of it spent building the model)."""
+    import sam2sod.engine.evaluate as ev
+
+    build = ev.build_model_from_checkpoint
+    spent = []
+
+    def timed_build(*args, **kwargs):
+        t0 = time.perf_counter()
+        model = build(*args, **kwargs)
+        spent.append(time.perf_counter() - t0)
+        return model
+
+    ev.build_model_from_checkpoint = timed_build
+    try:
+        t0 = time.perf_counter()
+        ev.predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
+        return time.perf_counter() - t0, sum(spent)
+    finally:
+        ev.build_model_from_checkpoint = build
+
+
+VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "compile")
+
+
+def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: str = "no_grad") -> float:
+    """Our model's forward alone, on preprocessed batches already in memory (no reading, no writing).
+
+    `variant`: no_grad (what predict does), inference_mode, channels_last (model and input), bf16 (CPU
+    autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
+    """
+    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.engine.inference import preprocess
+
+    model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
+    xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]
+    batches = [torch.stack(xs[i:i + batch]) for i in range(0, len(xs), batch)]
+    if variant == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    if variant == "compile":
+        model = torch.compile(model)
+    mode = torch.inference_mode() if variant == "inference_mode" else torch.no_grad()
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
+    with mode, amp:
+        t0 = time.perf_counter()
+        model(batches[0])  # warm-up (and compilation) on a full batch
+        if variant == "compile":
+            print(f"  torch.compile: first batch {time.perf_counter() - t0:.1f} s (compilation)")
+        t0 = time.perf_counter()
+        for b in batches:
+            model(b)
+        return time.perf_counter() - t0
+
+
+def max_png_diff(a: Path, b: Path) -> int:
+    worst = 0
+    for p in sorted(a.glob("*.png")):
+        x = np.asarray(Image.open(p), dtype=np.int16)
+        y = np.asarray(Image.open(b / p.name), dtype=np.int16)
+        worst = max(worst, int(np.abs(x - y).max()))
+    return worst
+
+
+# ---------------------------------------------------------------- memory on a 24 MP image
+_PEAK = """import sys
+from sam2sod.cli import main
+try:
+    rc = main(sys.argv[2:])
+finally:
+    with open('/proc/self/status') as f, open(sys.argv[1], 'w') as out:
+        out.write(next(line for line in f if line.startswith('VmHWM')).split()[1])
+sys.exit(rc)
+"""
+
+
+def child_peak_rss(args: list[str], tmp: Path) -> tuple[float, int]:
+    """(peak RSS in GB, exit code) of `sam2sod ARGS` in a fresh process: its own VmHWM, read at exit
+    (a child's rusage can carry the parent's peak over fork + exec)."""
+    report = tmp / f"peak_{time.monotonic_ns()}.txt"
+    proc = subprocess.run([sys.executable, "-c", _PEAK, str(report), *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode:
+        print(proc.stderr[-2000:], file=sys.stderr)
+    return (int(report.read_text()) / 2**20 if report.exists() else float("nan")), proc.returncode
+
+
+def memory_check(run: Path, sample: Path, tmp: Path) -> list[tuple[str, float]]:
+    big = tmp / "big" / "big.jpg"
+    big.parent.mkdir()
+    Image.open(sample).convert("RGB").resize((6000, 4000), Image.BILINEAR).save(big, quality=90)
+    rows = []
+    for label, extra in (("predict 24 MP", []), ("predict 24 MP --overlay", ["--overlay"])):
+        gb, rc = child_peak_rss(["predict", "--checkpoint", str(run), "--input", str(big), "--out",
+                                 str(tmp / f"big_out{len(rows)}"), *extra], tmp)
+        rows.append((label if rc == 0 else f"{label} (FAILED rc={rc})", gb))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ecssd-700/images")
+    ap.add_argument("--limit", type=int, default=100, help="images at the small size")
+    ap.add_argument("--limit-large", type=int, default=12, help="images at sizes >= 768")
+    ap.add_argument("--sizes", default="352,1024")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--variants", action="store_true",
+                    help="also time the bare forward with inference_mode, channels_last, bf16 and torch.compile")
+    ap.add_argument("--no-memory", action="store_true", help="skip the 24 MP peak-RSS check")
+    args = ap.parse_args()
+    all_paths = sorted(p for p in args.data.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+    if not all_paths:
+        print(f"error: no images in {args.data} (pass --data)", file=sys.stderr)
+        return 2
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+          f"images from {args.data}")
+    predictor_cls = sam2_predictor_class()
+    checks: list[tuple[str, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp_:
+        tmp = Path(tmp_)
+        for size in (int(s) for s in args.sizes.split(",")):
+            paths = all_paths[:args.limit if size < 768 else args.limit_large]
+            folder = tmp / f"in_{size}"
+            folder.mkdir()
+            for p in paths:
+                os.symlink(p.resolve(), folder / p.name)
+            warm = tmp / f"warm_{size}"
+            warm.mkdir()
+            for p in paths[:2]:
+                os.symlink(p.resolve(), warm / p.name)
+            base, run = make_weights(size, tmp)
+            n = len(paths)
+            print(f"\n== {size} px, {n} images (hiera-tiny, prompt-free) ==")
+            reference_loop(predictor_cls, base, size, paths[:2], tmp / "warm_ref", 1)  # warm-up both sides
+            ours(run, warm, tmp / "warm_ours", 1)
+            for b in (1, args.batch):
+                t_ref = reference_loop(predictor_cls, base, size, paths, tmp / f"ref_{size}_{b}", b)
+                t_ours, t_build = ours(run, folder, tmp / f"ours_{size}_{b}", b)
+                t_bare = bare_forward(run, paths, size, b)
+                diff = max_png_diff(tmp / f"ours_{size}_{b}", tmp / f"ref_{size}_{b}")
+                print(f"batch {b}: sam2 loop {n / t_ref:6.2f} img/s | sam2sod predict {n / t_ours:6.2f} img/s "
+                      f"(model build {t_build:.2f} s of {t_ours:.1f} s) | bare forward {n / t_bare:6.2f} img/s | "
+                      f"max PNG difference {diff}/255")
+                checks.append((f"{size}px batch {b}: predict vs sam2 loop", t_ref / t_ours, TARGET_SPEED))
+                checks.append((f"{size}px batch {b}: predict pipeline vs bare forward", t_bare / (t_ours - t_build),
+                               TARGET_PIPELINE))
+            if args.variants:
+                print(f"bare forward variants, batch {args.batch} (ratio = default time / variant time):")
+                t_default = bare_forward(run, paths, size, args.batch)
+                for variant in VARIANTS[1:]:
+                    t_v = bare_forward(run, paths, size, args.batch, variant)
+                    print(f"  {variant:<15} {n / t_v:6.2f} img/s vs no_grad {n / t_default:6.2f} img/s: "
+                          f"{t_default / t_v:.2f}x")
+        if not args.no_memory:
+            print("\n== peak RSS, one 6000x4000 JPEG ==")
+            for label, gb in memory_check(run, all_paths[0], tmp):
+                print(f"{label}: {gb:.2f} GB (limit {LIMIT_RSS_GB} GB) {'PASS' if gb <= LIMIT_RSS_GB else 'FAIL'}")
+                checks.append((f"{label}: limit / peak RSS", LIMIT_RSS_GB / gb, 1.0))
+    print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
+    print("\n== checks (ratio = ours / reference, pass when ratio >= target) ==")
+    for label, ratio, target in checks:
+        print(f"{label}: ratio={ratio:.2f} target={target:.2f} {'PASS' if ratio >= target else 'FAIL'}")
+    ok = all(r >= t for _, r, t in checks)
+    headline = next(c for c in checks if c[0].endswith(f"batch {args.batch}: predict vs sam2 loop"))
+    print(f"all {'PASS' if ok else 'FAIL'}; headline: {headline[0]}")
+    print(f"ratio={headline[1]:.2f} target={headline[2]:.2f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
