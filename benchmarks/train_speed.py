@@ -84,7 +84,9 @@ def run_ours(cfg, run_dir: Path, spy: Spy) -> None:
 
     class TimedLoader(saved["DataLoader"]):
         def __iter__(self):
-            it = super().__iter__()
+            t0 = time.perf_counter()
+            it = super().__iter__()  # starts the worker processes
+            spy.total["data loading"] += time.perf_counter() - t0
             while True:
                 t0 = time.perf_counter()
                 try:
@@ -159,8 +161,9 @@ def checkpoint_costs(tmp: Path) -> list[tuple[str, int, float, float, float]]:
     """(method, tuned params, checkpoint MB, write s, full-state MB) per method, on an official-format base."""
     from sam2sod.engine.checkpoint import save_checkpoint
     from sam2sod.engine.runtime import param_groups
-    from sam2sod.models import all_methods, build_sam2_model, create_model, state_for_checkpoint
+    from sam2sod.models import build_sam2_model, create_model, state_for_checkpoint
     from sam2sod.models.baselines import BASELINES
+    from sam2sod.models.registry import all_methods
 
     base = tmp / "base_tiny.pt"
     torch.save({"model": build_sam2_model("sam2.1", "tiny", 256, seed=0).state_dict()}, base)
@@ -198,6 +201,7 @@ def main() -> int:
     ap.add_argument("--skip", type=int, default=2, help="warm-up steps left out of both timings")
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--no-checkpoints", action="store_true", help="skip the per-method checkpoint table")
+    ap.add_argument("--data-workers", default="null", help="data.workers for our run (default null: automatic)")
     args = ap.parse_args()
     if not (args.data / "images").is_dir():
         print(f"error: {args.data}/images not found (pass --data)", file=sys.stderr)
@@ -209,10 +213,11 @@ def main() -> int:
         "model.method=adapter_cbam", "model.size=tiny", f"model.image_size={args.image_size}",
         f"data.root={args.data}", f"data.train_count={args.steps_per_epoch * batch}", "data.val_count=8",
         f"optim.batch_size={batch}", "optim.epochs=2", "optim.lr=1e-4", "optim.warmup_steps=4", "device=cpu",
-        "data.multiscale=[]"])
+        "data.multiscale=[]", f"data.workers={args.data_workers}"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"adapter_cbam hiera-tiny {args.image_size} px, batch {batch}, prompts on "
-          f"(p_prompt_free {cfg.prompts.p_prompt_free}), {2 * args.steps_per_epoch} steps, data {args.data}")
+          f"(p_prompt_free {cfg.prompts.p_prompt_free}), {2 * args.steps_per_epoch} steps, data.workers "
+          f"{cfg.data.workers} (null: automatic), data {args.data}")
     spy = Spy()
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)

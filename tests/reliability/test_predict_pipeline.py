@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sam2sod.data import SAM2_MEAN, SAM2_STD, make_synthetic
-from sam2sod.engine.evaluate import predict_report
+from sam2sod.engine.evaluate import default_batch_size, predict_report
 from sam2sod.engine.formats import draw_overlay, to_mask
 from sam2sod.engine.inference import default_workers, logits_to_uint8, predict_items, preprocess
 from sam2sod.engine.runtime import auto_workers, inference_dtype
@@ -48,9 +48,20 @@ def test_logits_to_uint8_in_place_equals_the_plain_formula() -> None:
 def test_worker_defaults(monkeypatch) -> None:
     for cores, expected in ((1, 0), (2, 1), (3, 2), (16, 4)):
         monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
-        assert auto_workers() == expected
-        assert default_workers(100, 8) == expected
+        assert auto_workers() == auto_workers(torch.device("cuda")) == expected
+        assert default_workers(100, 8, torch.device("cuda")) == expected
     assert default_workers(8, 8) == 0, "one batch: no worker process to start"
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert default_workers(100, 1, cpu) == 0, "torch's threads use every core: decode in the main process"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert default_workers(100, 1, cpu) == 2
+
+
+def test_predict_batch_size_default_depends_on_the_device() -> None:
+    assert default_batch_size(torch.device("cpu")) == 1
+    assert default_batch_size(torch.device("cuda")) == 8
 
 
 def test_inference_dtype_choices() -> None:

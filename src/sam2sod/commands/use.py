@@ -59,7 +59,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                    help="also write OUT/overlay/NAME.jpg (contour + fill; --format overlay writes PNG)")
     p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default: 1 on CPU, 8 on GPU)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes decoding the next images while the model runs (default: one per core beyond "

@@ -73,7 +73,7 @@ class DataConfig:
     val_count: int | None = None
     val_fraction: float = 0.1
     resize_mask: bool = False
-    workers: int | None = None  # DataLoader processes; null = one per core beyond the first, at most 4
+    workers: int | None = None  # DataLoader processes; null = automatic (`engine.runtime.auto_workers`)
     multiscale: list[int] | None = None  # per-batch training sizes; null = the model's paper sizes if any
     augment: AugmentCfg = field(default_factory=AugmentCfg)
 

@@ -37,11 +37,12 @@ def preprocess(image: np.ndarray, size: int) -> torch.Tensor:
     return out.sub_(mean).div_(std)
 
 
-def default_workers(n_images: int, batch_size: int) -> int:
-    """Image-decoding DataLoader workers: one per core beyond the first, at most 4, none for one batch."""
+def default_workers(n_images: int, batch_size: int, device: torch.device | None = None) -> int:
+    """Image-decoding DataLoader workers: none for a single batch, else `auto_workers(device)` (on CPU
+    usually none, on CUDA one per core beyond the first, at most 4)."""
     from sam2sod.engine.runtime import auto_workers
 
-    return 0 if n_images <= batch_size else auto_workers()
+    return 0 if n_images <= batch_size else auto_workers(device)
 
 
 class ImageListDataset(Dataset):
@@ -111,7 +112,7 @@ def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path 
     tta = check_refine(refine, tta, model)
     if refine and oracle is not None:
         raise SodError("--refine starts prompt-free; it cannot be combined with an oracle --prompt")
-    workers = default_workers(len(items), batch_size) if workers is None else workers
+    workers = default_workers(len(items), batch_size, device) if workers is None else workers
     dataset = ImageListDataset(items, image_size, skip_unreadable=on_unreadable is not None)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping,
                         pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None)

@@ -14,15 +14,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from sam2sod.atomic import atomic_save_image
 from sam2sod.data.io import image_size, load_image
-from sam2sod.engine.formats import check_formats, check_threshold, draw_overlay, to_mask, write_formats
+from sam2sod.engine.formats import (
+    check_formats,
+    check_threshold,
+    draw_overlay,
+    encode_formats,
+    encode_png,
+    to_mask,
+    write_files,
+)
 from sam2sod.errors import SodError
 from sam2sod.refine import check_refine
 
-__all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "write_outputs"]
+__all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "encode_outputs",
+           "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -109,13 +116,18 @@ def prompted_maps(model: torch.nn.Module, items: Sequence[tuple[str, Path, Any]]
         yield name, pred.to_uint8()
 
 
+def encode_outputs(out: Path, name: str, saliency: np.ndarray, image_path: Path, opts: PredictOptions,
+                   legacy_overlay: bool = False) -> list[tuple[Path, bytes]]:
+    """(path, encoded bytes) of `opts.formats` of one map (and `overlay/NAME.jpg` for `--overlay`), unwritten."""
+    image = load_image(image_path) if legacy_overlay or {"alpha", "overlay"} & set(opts.formats) else None
+    files = encode_formats(out, name, saliency, opts.formats, image, opts.threshold)
+    if legacy_overlay:
+        files.append((out / "overlay" / f"{name}.jpg", encode_png(draw_overlay(image, to_mask(saliency,
+                                                                                         opts.threshold)), "JPEG")))
+    return files
+
+
 def write_outputs(out: Path, name: str, saliency: np.ndarray, image_path: Path, opts: PredictOptions,
                   legacy_overlay: bool = False) -> list[Path]:
     """Write `opts.formats` of one map (and `overlay/NAME.jpg` for `--overlay`); returns the written paths."""
-    image = load_image(image_path) if legacy_overlay or {"alpha", "overlay"} & set(opts.formats) else None
-    written = write_formats(out, name, saliency, opts.formats, image, opts.threshold)
-    if legacy_overlay:
-        path = out / "overlay" / f"{name}.jpg"
-        atomic_save_image(Image.fromarray(draw_overlay(image, to_mask(saliency, opts.threshold))), path)
-        written.append(path)
-    return written
+    return write_files(encode_outputs(out, name, saliency, image_path, opts, legacy_overlay))

@@ -170,7 +170,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     o = cfg.optim
     sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
                                              shuffle=True, seed=cfg.seed, drop_last=True))
-    workers = auto_workers() if cfg.data.workers is None else cfg.data.workers
+    workers = auto_workers(device) if cfg.data.workers is None else cfg.data.workers
     loader = DataLoader(train_ds, batch_size=o.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
     micro_per_epoch = len(sampler.base) // o.batch_size
