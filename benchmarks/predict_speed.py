@@ -23,13 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,39 +35,15 @@ TARGET_SPEED, TARGET_PIPELINE, LIMIT_RSS_GB = 1.0, 0.95, 1.2
 warnings.filterwarnings("ignore")
 
 
-# ---------------------------------------------------------------- sam2's predictor with a torchvision stand-in
-class _ToTensor:
-    def __call__(self, img: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)
-
-
-class _Resize(torch.nn.Module):
-    def __init__(self, size) -> None:
-        super().__init__()
-        self.size = (int(size[0]), int(size[1]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # torchvision's tensor path: bilinear, antialias
-        return F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
-
-
-class _Normalize(torch.nn.Module):
-    def __init__(self, mean, std) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
+# ---------------------------------------------------------------- sam2's predictor
 def sam2_predictor_class():
     """`SAM2ImagePredictor`, imported with real torchvision if it works, else against the stand-in."""
     try:
         import torchvision  # noqa: F401
     except Exception:
-        tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
-        tr.ToTensor, tr.Resize, tr.Normalize = _ToTensor, _Resize, _Normalize
-        tv.transforms = tr
+        from sam2sod.models.torchvision_standin import standin_modules
+
+        tv, tr = standin_modules()
         sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
     return importlib.import_module("sam2.sam2_image_predictor").SAM2ImagePredictor
 

@@ -1,8 +1,8 @@
 """Parity of SAM2SOD (adapter_cbam at init, i.e. zero-initialised tuning) with sam2's own code.
 
 1. `SAM2ImagePredictor.set_image` + `predict` (-> `_predict`), run unmodified: torchvision is
-   replaced in sys.modules by a stub *only inside this test* (ToTensor / Resize / Normalize; the
-   image is given at the model size, so the stub Resize is the identity), and the predictor's
+   replaced in sys.modules by `sam2sod.models.torchvision_standin` *only inside this test* (the
+   image is given at the model size, so its Resize is the identity), and the predictor's
    hard-coded 1024 feature sizes `_bb_feat_sizes` are set from image_size.
 2. `SAM2Base._track_step` on an initial conditioning frame (the path SAM2 uses for a prompted
    first frame in training and video inference): it additionally gates masks by the object
@@ -14,15 +14,14 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
-import types
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from sam2sod.models import SAM2_MEAN, SAM2_STD, SAM2SOD, build_sam2_model, feature_sizes
 from sam2sod.models.peft.adapter_cbam import apply_adapter_cbam
+from sam2sod.models.torchvision_standin import standin_modules
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sam2sod.models.sam2_backbone.RandomInitWarning"),
@@ -31,38 +30,10 @@ pytestmark = [
 S = 64
 
 
-class _ToTensor:
-    def __call__(self, img: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)
-
-
-class _Resize(nn.Module):
-    def __init__(self, size) -> None:
-        super().__init__()
-        self.size = (int(size[0]), int(size[1]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] != self.size[0] or x.shape[-1] != self.size[1]:
-            raise RuntimeError("stub Resize only accepts images already at the target size")
-        return x
-
-
-class _Normalize(nn.Module):
-    def __init__(self, mean, std) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 @pytest.fixture
 def predictor_module(monkeypatch):
     """sam2.sam2_image_predictor imported against a torchvision stub; cleaned up afterwards."""
-    tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
-    tr.ToTensor, tr.Resize, tr.Normalize = _ToTensor, _Resize, _Normalize
-    tv.transforms = tr
+    tv, tr = standin_modules()
     monkeypatch.setitem(sys.modules, "torchvision", tv)
     monkeypatch.setitem(sys.modules, "torchvision.transforms", tr)
     names = ("sam2.sam2_image_predictor", "sam2.utils.transforms")
