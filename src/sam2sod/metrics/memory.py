@@ -20,7 +20,8 @@ from sam2sod.errors import SodError
 #: Bytes per pixel of the largest image a scoring worker holds at its peak (13 measured, rounded up).
 PAIR_BYTES_PER_PIXEL = 16
 #: Fixed cost of one worker process that shares nothing with its parent (spawn / forkserver: interpreter,
-#: numpy, scipy, Pillow, and torch, which ``sam2sod.data`` imports: ~240 MB measured); forked workers share it.
+#: numpy, scipy, Pillow; ~240 MB measured while torch was still imported, kept as a safe upper bound);
+#: forked workers share it.
 WORKER_BASE_BYTES = 256 * 2**20
 #: Share of the available memory that all workers together may plan to use.
 MEMORY_SHARE = 0.5
