@@ -62,8 +62,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="images per forward (default: 1 on CPU, 8 on GPU)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it)")
     p.add_argument("--workers", type=int, default=None,
-                   help="processes decoding the next images while the model runs (default: one per core beyond "
-                        "the first, at most 4; 0: decode in the main process)")
+                   help="processes decoding the next images while the model runs (default: on CPU only cores "
+                        "torch's threads leave free, usually none; on GPU one per core beyond the first, at most "
+                        "4; 0: decode in the main process)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="autocast dtype of the model (default fp32; bf16 on CPU or CUDA, fp16 on CUDA)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",

@@ -22,7 +22,7 @@ from sam2sod.data import check_pairs, find_layout, find_pairs, list_images
 from sam2sod.data.io import image_size, load_mask
 from sam2sod.engine.checkpoint import build_model_from_checkpoint, config_of, read_checkpoint
 from sam2sod.engine.data import SPLITS, link_subset, split_pairs
-from sam2sod.engine.formats import encode_png
+from sam2sod.engine.formats import encode_image
 from sam2sod.engine.inference import ORACLE_LABEL, predict_items
 from sam2sod.engine.runtime import inference_dtype, select_device
 from sam2sod.engine.score import format_table, score, warn_nested
@@ -130,7 +130,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
             for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
                                                 workers=None, multimask=cfg.model.multimask, refine=refine, tta=tta):
-                atomic_write_bytes(pred_dir / f"{img_name}.png", encode_png(pred))
+                atomic_write_bytes(pred_dir / f"{img_name}.png", encode_image(pred))
                 bar.update()
         method = cfg.model.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
         results = score({method: pred_dir}, mask_dir, out / name, workers=workers,

@@ -22,9 +22,10 @@ from scipy import ndimage
 
 from sam2sod.atomic import atomic_write_bytes
 from sam2sod.errors import SodError
+from sam2sod.metrics.pair import adaptive_threshold_of, uint8_levels
 
 __all__ = ["FORMATS", "PALETTE", "adaptive_threshold", "check_formats", "check_threshold", "contrast_colour",
-           "cutout", "draw_overlay", "encode_formats", "encode_png", "format_path", "to_mask", "write_files",
+           "cutout", "draw_overlay", "encode_formats", "encode_image", "format_path", "to_mask", "write_files",
            "write_formats"]
 
 FORMATS = ("map", "mask", "alpha", "overlay")
@@ -53,16 +54,6 @@ def check_threshold(threshold: float | None) -> float | None:
     return None if threshold is None else float(threshold)
 
 
-def _level_table(saliency: np.ndarray) -> np.ndarray:
-    """float64 (256,): the normalised value of each uint8 code of this map (map / 255, min-max unless constant).
-
-    ``table[saliency]`` equals the full-image normalisation pixel for pixel, without its 8 bytes per pixel.
-    """
-    raw = np.arange(256) / 255.0
-    lo, hi = raw[int(saliency.min())], raw[int(saliency.max())]
-    return raw if hi == lo else (raw - lo) / (hi - lo)
-
-
 def _histogram(saliency: np.ndarray, block: int = 1 << 20) -> np.ndarray:
     """int64 (256,) counts of a uint8 map, by blocks (bincount widens its input to 8 bytes per element)."""
     flat = saliency.reshape(-1)
@@ -73,16 +64,10 @@ def _histogram(saliency: np.ndarray, block: int = 1 << 20) -> np.ndarray:
 
 
 def adaptive_threshold(saliency: np.ndarray) -> float:
-    """``min(2 * mean, 1)`` of the normalised uint8 HxW map: the metrics' adaptive threshold (0..1 units).
-
-    The mean comes from the 256-bin histogram; only if a present level lies within 1e-9 of the threshold is
-    the exact full-image mean taken (the two differ by rounding only), as `sam2sod.metrics.pair` does.
-    """
-    table, counts = _level_table(saliency), _histogram(saliency)
-    threshold = min(2.0 * float(counts @ table) / saliency.size, 1.0)
-    if np.any((counts > 0) & (np.abs(table - threshold) < 1e-9)):
-        threshold = min(2.0 * float(np.mean(table.take(saliency))), 1.0)
-    return threshold
+    """``min(2 * mean, 1)`` of the normalised uint8 HxW map: the metrics' adaptive threshold (0..1 units),
+    computed by the metrics' own rule (`sam2sod.metrics.pair.adaptive_threshold_of`) from a histogram."""
+    table = uint8_levels(saliency)
+    return adaptive_threshold_of(table, _histogram(saliency), saliency.size, lambda: np.mean(table.take(saliency)))
 
 
 def to_mask(saliency: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -94,7 +79,7 @@ def to_mask(saliency: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return (np.arange(256) / 255.0 >= float(threshold))[saliency]
     if not saliency.any():
         return np.zeros(saliency.shape, dtype=bool)
-    return (_level_table(saliency) >= adaptive_threshold(saliency))[saliency]
+    return (uint8_levels(saliency) >= adaptive_threshold(saliency))[saliency]
 
 
 def cutout(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
@@ -146,8 +131,8 @@ def format_path(out: Path, name: str, fmt: str) -> Path:
     return out / f"{name}.png" if fmt == "map" else out / fmt / f"{name}.png"
 
 
-def encode_png(arr: np.ndarray, format: str = "PNG") -> bytes:
-    """uint8 HxW / HxWxC array -> encoded file bytes (PNG at `PNG_COMPRESS_LEVEL`; "JPEG" for the legacy overlay)."""
+def encode_image(arr: np.ndarray, format: str = "PNG") -> bytes:
+    """uint8 HxW / HxWxC array -> file bytes in `format` (PNG at `PNG_COMPRESS_LEVEL`; JPEG for `--overlay`)."""
     buf = io.BytesIO()
     options = {"compress_level": PNG_COMPRESS_LEVEL} if format == "PNG" else {}
     Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)).save(buf, format=format, **options)
@@ -172,7 +157,7 @@ def encode_formats(out: str | Path, name: str, saliency: np.ndarray, formats: Se
             arr = cutout(image, saliency)
         else:
             arr = draw_overlay(image, mask)
-        files.append((format_path(out, name, fmt), encode_png(arr)))
+        files.append((format_path(out, name, fmt), encode_image(arr)))
     return files
 
 

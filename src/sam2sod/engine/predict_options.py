@@ -2,7 +2,7 @@
 
 `predict_options` checks everything before the output folder is made or the model is built (a prompt
 against the image's size read from its header); `prompted_maps` runs the `Predictor` on the one image;
-`write_outputs` writes the requested formats (and the legacy `--overlay` JPEG).
+`encode_outputs` encodes the requested formats (and the legacy `--overlay` JPEG) for `predict` to write.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ from sam2sod.engine.formats import (
     check_threshold,
     draw_overlay,
     encode_formats,
-    encode_png,
+    encode_image,
     to_mask,
-    write_files,
 )
 from sam2sod.errors import SodError
 from sam2sod.refine import check_refine
 
-__all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "encode_outputs",
-           "write_outputs"]
+__all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "encode_outputs"]
 
 
 @dataclass(frozen=True)
@@ -122,12 +120,6 @@ def encode_outputs(out: Path, name: str, saliency: np.ndarray, image_path: Path,
     image = load_image(image_path) if legacy_overlay or {"alpha", "overlay"} & set(opts.formats) else None
     files = encode_formats(out, name, saliency, opts.formats, image, opts.threshold)
     if legacy_overlay:
-        files.append((out / "overlay" / f"{name}.jpg", encode_png(draw_overlay(image, to_mask(saliency,
+        files.append((out / "overlay" / f"{name}.jpg", encode_image(draw_overlay(image, to_mask(saliency,
                                                                                          opts.threshold)), "JPEG")))
     return files
-
-
-def write_outputs(out: Path, name: str, saliency: np.ndarray, image_path: Path, opts: PredictOptions,
-                  legacy_overlay: bool = False) -> list[Path]:
-    """Write `opts.formats` of one map (and `overlay/NAME.jpg` for `--overlay`); returns the written paths."""
-    return write_files(encode_outputs(out, name, saliency, image_path, opts, legacy_overlay))

@@ -12,7 +12,7 @@ runs in blocks of about ``BLOCK_PIXELS`` pixels (row bands), so a pair's tempora
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 import numpy as np
@@ -37,13 +37,30 @@ def row_blocks(h: int, w: int) -> Iterator[tuple[int, int]]:
         yield r0, min(r0 + step, h)
 
 
-def _uint8_levels(pred: np.ndarray) -> np.ndarray:
-    """Normalised value of each uint8 code: ``u / 255`` then min-max normalised (MATLAB ``mapminmax``)."""
+def uint8_levels(pred: np.ndarray) -> np.ndarray:
+    """Normalised value of each uint8 code: ``u / 255`` then min-max normalised (MATLAB ``mapminmax``).
+
+    ``uint8_levels(pred)[pred]`` equals the full-image normalisation pixel for pixel.
+    """
     raw = np.arange(256) / 255
     lo, hi = raw[pred.min()], raw[pred.max()]
     if hi == lo:
         return raw
     return (raw - lo) / (hi - lo)
+
+
+def adaptive_threshold_of(levels: np.ndarray, counts: np.ndarray, size: int,
+                          exact_mean: Callable[[], float]) -> float:
+    """``min(2 * mean, 1)`` from a histogram (`counts` pixels at each of `levels`, `size` pixels in all).
+
+    Only which levels reach the threshold matters, so the histogram's mean is used; `exact_mean()` (the
+    full-image ``np.mean``, as PySODMetrics takes it) is called only when a present level lies within
+    rounding distance of the threshold, and then it gives the threshold.
+    """
+    threshold = min(2 * float(counts @ levels) / size, 1.0)
+    if np.any(np.abs(levels[counts > 0] - threshold) <= _THRESHOLD_TIE):
+        threshold = min(2 * float(exact_mean()), 1.0)
+    return threshold
 
 
 def _as_codes(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +72,7 @@ def _as_codes(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             raise SodError(f"prediction values must lie in 0..255, got {pred.min()}..{pred.max()} ({pred.dtype})")
         pred = pred.astype(np.uint8)
     if pred.dtype == np.uint8:
-        return _uint8_levels(pred), pred
+        return uint8_levels(pred), pred
     if not np.issubdtype(pred.dtype, np.floating):
         raise SodError(f"prediction must be uint8 (0..255) or float in [0, 1], got dtype {pred.dtype}")
     values, inverse = np.unique(pred.astype(np.float64), return_inverse=True)
@@ -180,14 +197,12 @@ class PreparedPair:
         full-image ``np.mean`` (8 bytes per pixel, transient) is computed only when a present level lies
         within rounding distance of the threshold, and then it is the threshold.
         """
-        counts = self.gt_hist.sum(axis=0)
-        threshold = min(2 * float(counts @ self.levels) / self.size, 1.0)
-        present = self.levels[counts > 0]
-        if np.any(np.abs(present - threshold) <= _THRESHOLD_TIE):
+
+        def exact_mean() -> float:
             pred = self.__dict__.get("pred")
-            mean = np.mean(pred) if pred is not None else np.mean(self.levels.take(self.codes))
-            threshold = min(2 * float(mean), 1.0)
-        return threshold
+            return float(np.mean(pred) if pred is not None else np.mean(self.levels.take(self.codes)))
+
+        return adaptive_threshold_of(self.levels, self.gt_hist.sum(axis=0), self.size, exact_mean)
 
     def quadrant_slices(self, q: int) -> tuple[slice, slice]:
         """Row / column slices of quadrant ``q`` (0 lt, 1 rt, 2 lb, 3 rb) of the centroid split."""
