@@ -82,18 +82,24 @@ def test_blocked_passes_equal_one_block(monkeypatch, block):
         assert p.hist.sum() == p.size
 
 
+def _reference(pred: np.ndarray, gt: np.ndarray, *measures) -> list[dict]:
+    """`get_results()` of fresh py_sod_metrics `measures` (classes) after one step on (pred, gt)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ms = [m() for m in measures]
+        for m in ms:
+            m.step(pred, gt)
+    return [m.get_results() for m in ms]
+
+
 def test_blocked_passes_match_reference(monkeypatch):
     psm = pytest.importorskip("py_sod_metrics")
     monkeypatch.setattr(pair, "BLOCK_PIXELS", 40)
     pred, gt = soft_ellipse(70, 55, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wfm, sm = psm.WeightedFmeasure(), psm.Smeasure()
-        wfm.step(pred, gt)
-        sm.step(pred, gt)
+    wfm, sm = _reference(pred, gt, psm.WeightedFmeasure, psm.Smeasure)
     s = pair_scores(pred, gt)
-    assert s.wfm == pytest.approx(wfm.get_results()["wfm"], abs=1e-12, rel=0)
-    assert s.sm == pytest.approx(sm.get_results()["sm"], abs=1e-12, rel=0)
+    assert s.wfm == pytest.approx(wfm["wfm"], abs=1e-12, rel=0)
+    assert s.sm == pytest.approx(sm["sm"], abs=1e-12, rel=0)
 
 
 def _tie_preds() -> list[np.ndarray]:
@@ -123,14 +129,10 @@ def test_adaptive_ties_match_reference():
     for pred in _tie_preds():
         gt = np.zeros(pred.shape, np.uint8)
         gt[:, : pred.shape[1] // 2] = 255
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fm, em = psm.Fmeasure(), psm.Emeasure()
-            fm.step(pred, gt)
-            em.step(pred, gt)
+        fm, em = _reference(pred, gt, psm.Fmeasure, psm.Emeasure)
         s = pair_scores(pred, gt)
-        assert s.adp_fm == pytest.approx(fm.get_results()["fm"]["adp"], abs=1e-12, rel=0)
-        assert s.adp_em == pytest.approx(em.get_results()["em"]["adp"], abs=1e-12, rel=0)
+        assert s.adp_fm == pytest.approx(fm["fm"]["adp"], abs=1e-12, rel=0)
+        assert s.adp_em == pytest.approx(em["em"]["adp"], abs=1e-12, rel=0)
 
 
 def test_flat_quadrant_mean_uses_the_reference_layout():
