@@ -78,7 +78,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="score only this part of each root, split by name as the models' runs split their data")
     exclude_overlap_arg(p)
     p.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for CIs and p-values")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (an integer >= 0)")
     p.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
@@ -94,6 +94,8 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or args.n_resamples < 10:
         raise SodError("--batch-size and --workers must be >= 1, --n-resamples >= 10")
+    if args.seed < 0:
+        raise SodError(f"--seed must be an integer >= 0 (the bootstrap seed), got {args.seed}")
     models = parse_pred_args(args.model) if args.model else {}
     preds = parse_pred_args(args.pred) if args.pred else {}
     result = benchmark(models, preds, resolve_data_args(args.data, args.datasets), args.out, metrics=args.metrics,
