@@ -115,6 +115,10 @@ def _mask_size(path: Path) -> tuple[int, int]:
 def check_set(name: str, root: str | os.PathLike, *, role: str = "test", workers: int | None = None,
               progress: bool = True, cache: bool = True, recursive: bool = False) -> SetCheck:
     """Check one set (see the module docstring); every file is decoded and the image hashes are kept."""
+    from sam2sod.data.video_check import check_video_set, is_video_set  # video sets: own layouts and counts
+
+    if is_video_set(name, root):
+        return check_video_set(name, root, role=role, workers=workers, progress=progress)
     root = Path(root)
     result = SetCheck(name, root, role, lookup(name))
     if not root.is_dir():
