@@ -40,3 +40,14 @@ def test_random_init_warning_printed_once(tmp_path):
     assert len(lines) == 1, err
     assert lines[0].startswith("warning: random init: no SAM2 weights loaded"), err
     assert ".py:" not in err, err
+
+
+def test_setup_installs_skip_the_torchvision_conflict_check():
+    """`make setup` installs sam2 without deps; later pip installs must not print its torchvision ERROR."""
+    from pathlib import Path
+
+    make = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert "NO_TV_WARNING := --no-warn-conflicts" in make
+    lines = [line for line in make.splitlines() if "$(PIP) install" in line]
+    after = lines[[i for i, line in enumerate(lines) if "sam2==" in line][0] + 1:]
+    assert after and all("$(NO_TV_WARNING)" in line for line in after), after
