@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def write_mp4(path: Path, n: int = 6, size: int = 32) -> None:
         container.mux(stream.encode(None))
 
 
-def one_line_error(match: str, fn, *args, **kwargs) -> str:  # noqa: ANN001
+def one_line_error(match: str, fn: Callable[..., object], *args: object, **kwargs: object) -> str:
     with pytest.raises(SodError, match=match) as info:
         fn(*args, **kwargs)
     message = str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def masks(folder: Path, indices: list[int], size: tuple[int, int] = (8, 10)) -> 
         Image.fromarray(m).save(folder / f"{i:05d}.png")
 
 
-def one_line(match: str, fn, *args, **kwargs) -> str:  # noqa: ANN001
+def one_line(match: str, fn: Callable[..., object], *args: object, **kwargs: object) -> str:
     with pytest.raises(SodError, match=match) as info:
         fn(*args, **kwargs)
     assert "\n" not in str(info.value)
@@ -102,6 +103,17 @@ def test_layout_errors_are_one_line(tmp_path):
     (tmp_path / "plain").mkdir()
     one_line("cannot find a video dataset layout", load_video_dataset, tmp_path / "plain")
     one_line("does not exist", load_video_dataset, tmp_path / "nope")
+
+
+def test_image_sets_are_not_taken_for_video_sets(tmp_path):
+    (tmp_path / "pascal" / "datasets" / "imgs" / "pascal").mkdir(parents=True)
+    assert find_video_layout(tmp_path / "pascal") is None
+    frames(tmp_path / "voc" / "JPEGImages", 2)
+    (tmp_path / "voc" / "Annotations").mkdir()
+    assert find_video_layout(tmp_path / "voc") is None
+    frames(tmp_path / "ecssd" / "images", 2)
+    masks(tmp_path / "ecssd" / "ground_truth_mask", [0, 1])
+    assert find_video_layout(tmp_path / "ecssd") is None
 
 
 def test_annotation_needed_for_scoring_not_for_prediction(tmp_path):

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +81,7 @@ def list_frames(folder: str | os.PathLike, label: str = "frame",
     return [(check_stem(p.stem, f"{label} name in {folder}"), p) for p in ordered]
 
 
-def _import_av(path: Path):  # noqa: ANN202 - the av module
+def _import_av(path: Path) -> ModuleType:
     try:
         import av
     except ImportError:
@@ -97,7 +99,8 @@ def _reason(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _open_container(path: Path):  # noqa: ANN202 - an av container
+def _open_container(path: Path) -> Any:
+    """An open PyAV input container of `path` (`SodError` naming the file when it cannot be opened)."""
     av = _import_av(path)
     if not path.exists():
         raise SodError(f"cannot read video file {path}: file not found")

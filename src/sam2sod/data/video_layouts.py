@@ -93,6 +93,8 @@ def _davis_dirs(root: Path) -> tuple[Path, Path] | None:
     if images is None or annotations is None:
         return None
     resolutions = _subdirs(images)
+    if not resolutions:
+        return None  # e.g. PASCAL VOC: JPEGImages/ holds images, not sequences
     if any(_has_files(d, FRAME_SUFFIXES) for d in resolutions.values()):
         return images, annotations  # JPEGImages/SEQ/ without a resolution folder
     pick = "480p" if "480p" in resolutions else (next(iter(resolutions)) if len(resolutions) == 1 else None)
@@ -110,7 +112,7 @@ def _davis_dirs(root: Path) -> tuple[Path, Path] | None:
 def _seq_layout_of(folder: Path) -> str | None:
     subs = _subdirs(folder)
     for layout, (images, _) in _SEQ_LAYOUTS.items():
-        if images in subs:
+        if images in subs and _has_files(subs[images], FRAME_SUFFIXES):
             return layout
     return None
 
@@ -136,8 +138,9 @@ def find_video_layout(root: str | os.PathLike) -> str | None:
     strays = [f"{_subdirs(root)[n].name}/" for n, v in found.items() if v is None]
     if strays:
         layout = layouts.pop()
+        verb = "does" if len(strays) == 1 else "do"
         raise SodError(f"{root} holds sequences in the layout {VIDEO_LAYOUTS[layout]}, but {format_names(strays)} "
-                       f"{'does' if len(strays) == 1 else 'do'} not (no {_SEQ_LAYOUTS[layout][0]}/ folder inside)")
+                       f"{verb} not (no {_SEQ_LAYOUTS[layout][0]}/ folder of frames inside)")
     return layouts.pop()
 
 

@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -37,6 +38,9 @@ from sam2sod.errors import SodError, format_names
 from sam2sod.metrics.davis import jf_scores
 from sam2sod.metrics.scores import DATASET_KEYS, PairScores, aggregate, pair_scores
 from sam2sod.metrics.video_stability import sequence_flicker
+
+if TYPE_CHECKING:
+    from sam2sod.data.video_layouts import VideoDataset
 
 __all__ = ["DEFAULT_SKIP", "SEQUENCE_KEYS", "SKIP_RULES", "SequenceScores", "VideoScores", "score_video",
            "scored_frames"]
@@ -233,7 +237,7 @@ def _predictions(pred_root: Path, name: str) -> dict[str, Path]:
     return list_images(folder, "prediction", allow_empty=True) if folder.is_dir() else {}
 
 
-def _jobs(pred_root: Path, dataset, skip_frames: str) -> list[_Job]:  # noqa: ANN001 - a VideoDataset
+def _jobs(pred_root: Path, dataset: VideoDataset, skip_frames: str) -> list[_Job]:
     jobs, missing = [], []
     for video in dataset.sequences:
         names = video.frame_names
@@ -250,8 +254,8 @@ def _jobs(pred_root: Path, dataset, skip_frames: str) -> list[_Job]:  # noqa: AN
     return jobs
 
 
-def score_video(pred_root: str | os.PathLike, dataset, *, skip_frames: str = DEFAULT_SKIP,  # noqa: ANN001
-                workers: int = 1) -> VideoScores:
+def score_video(pred_root: str | os.PathLike, dataset: VideoDataset | str | os.PathLike, *,
+                skip_frames: str = DEFAULT_SKIP, workers: int = 1) -> VideoScores:
     """Score a prediction tree ``PRED/SEQ/FRAME.png`` against a video dataset (see the module docstring).
 
     Args:
