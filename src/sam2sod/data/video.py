@@ -30,7 +30,7 @@ from sam2sod.errors import SodError, format_names
 from sam2sod.names import check_stem
 
 __all__ = ["FRAME_SUFFIXES", "VIDEO_SUFFIXES", "Video", "frame_number", "iter_video_file", "list_frames",
-           "open_video"]
+           "open_video", "pair_masks", "video_frame_count"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")

@@ -22,6 +22,7 @@ scored against a video dataset (:func:`sam2sod.data.video_layouts.load_video_dat
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from sam2sod.data.discovery import list_images
 from sam2sod.data.io import load_mask
@@ -255,7 +257,8 @@ def _jobs(pred_root: Path, dataset: VideoDataset, skip_frames: str) -> list[_Job
 
 
 def score_video(pred_root: str | os.PathLike, dataset: VideoDataset | str | os.PathLike, *,
-                skip_frames: str = DEFAULT_SKIP, workers: int = 1) -> VideoScores:
+                skip_frames: str = DEFAULT_SKIP, workers: int = 1, progress: bool = False,
+                desc: str = "sequences") -> VideoScores:
     """Score a prediction tree ``PRED/SEQ/FRAME.png`` against a video dataset (see the module docstring).
 
     Args:
@@ -263,6 +266,7 @@ def score_video(pred_root: str | os.PathLike, dataset: VideoDataset | str | os.P
         dataset: a :class:`~sam2sod.data.video_layouts.VideoDataset` or its folder (loaded with masks).
         skip_frames: ``first-last`` (default), ``first`` or ``none``.
         workers: processes scoring sequences in parallel (1: in this process).
+        progress: show a progress bar (one step per sequence) on stderr, labelled `desc`.
 
     Raises:
         SodError: unknown skip rule, workers < 1, a missing prediction folder, annotated frames without a
@@ -283,9 +287,16 @@ def score_video(pred_root: str | os.PathLike, dataset: VideoDataset | str | os.P
     if not any(any(m is not None for _, _, m in j.frames) for j in jobs):
         raise SodError(f"no frame left to score in {dataset.root} with --skip-frames {skip_frames} "
                        f"(it drops {SKIP_RULES[skip_frames]} of each sequence); try --skip-frames none")
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs))) as pool:
-            sequences = list(pool.map(_score_job, jobs))
-    else:
-        sequences = [_score_job(j) for j in jobs]
+    sequences: list[SequenceScores] = []
+    with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs))) as pool:
+                for seq in pool.map(_score_job, jobs):
+                    sequences.append(seq)
+                    bar.update()
+        else:
+            for job in jobs:
+                sequences.append(_score_job(job))
+                bar.update()
     return VideoScores(skip_frames, sequences, pred_root, dataset.root, dataset.layout)
