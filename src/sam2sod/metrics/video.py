@@ -7,6 +7,8 @@ scored against a video dataset (:func:`sam2sod.data.video_layouts.load_video_dat
   ``first-last`` (default, the DAVSOD toolkit's and DAVIS's evaluation: each sequence's first and last
   annotated frame), ``first`` (the DAVIS-16-style Python VSOD toolkit), ``none``. A prediction is needed
   for every scored frame; the frames between them are used by the flicker measure only.
+  (DAVSOD's ``EvaluateTool/main.m`` loops ``for i = 2:fileNUM-1`` over each sequence's ``ground-truth/``
+  files, "for some of the light-flow based methods"; DAVIS's ``eval_sequence.m`` skips the same frames.)
 * **Per frame**: the image measures of :func:`sam2sod.metrics.pair_scores` (S, wF, MAE, adaptive / mean
   E and F, the 256-threshold F and E curves; PySODMetrics' conventions) and DAVIS's J and F at threshold
   0.5 (:mod:`sam2sod.metrics.davis`). A prediction of another size than its mask is resized (bilinear).
