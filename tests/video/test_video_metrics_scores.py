@@ -172,3 +172,15 @@ def test_davis16_dev_masks_as_predictions_score_perfectly():
     assert (counts["sequences"], counts["annotated_frames"], counts["frames_scored"]) == (5, 233, 223)
     assert s.values["J"] == s.values["F"] == s.values["MAE"] + 1 == 1.0
     assert s.values["flicker"] == 0.0
+
+
+def test_flicker_needs_two_scored_frames(tmp_path):
+    data = make_set(tmp_path, {"a": 3, "b": 1})
+    pred = write_preds(tmp_path, {"a": [truth(), noisy(16), truth()], "b": [truth()]})
+    s = score_video(pred, data, skip_frames="none")
+    assert np.isnan(s.sequences[1].flicker)
+    assert s.values["flicker"] == pytest.approx(s.sequences[0].flicker) == pytest.approx(16 / 256)
+    assert "flicker" not in sequence_image_scores(s).values  # not every sequence has a value
+    write_video_scores(s, tmp_path / "out")
+    rows = list(csv.DictReader((tmp_path / "out" / "sequences.csv").open()))
+    assert [r["value"] for r in rows if r["metric"] == "flicker"] == [f"{16 / 256:.6f}", "nan"]
