@@ -15,7 +15,12 @@ from sam2sod.errors import SodError
 from sam2sod.metrics import pair_scores
 from sam2sod.metrics.davis import jf_scores
 from sam2sod.metrics.video import SEQUENCE_KEYS, score_video, scored_frames
-from sam2sod.metrics.video_report import bootstrap_sequences, sequence_image_scores, write_video_scores
+from sam2sod.metrics.video_report import (
+    bootstrap_sequences,
+    format_video_table,
+    sequence_image_scores,
+    write_video_scores,
+)
 
 SIZE = 16
 
@@ -184,3 +189,14 @@ def test_flicker_needs_two_scored_frames(tmp_path):
     write_video_scores(s, tmp_path / "out")
     rows = list(csv.DictReader((tmp_path / "out" / "sequences.csv").open()))
     assert [r["value"] for r in rows if r["metric"] == "flicker"] == [f"{16 / 256:.6f}", "nan"]
+
+
+def test_table_states_the_skip_rule(tmp_path):
+    data = make_set(tmp_path, {"a": 4})
+    pred = write_preds(tmp_path, {"a": [truth()] * 4})
+    table = format_video_table({"mine": score_video(pred, data)})
+    lines = table.splitlines()
+    assert lines[0].split() == ["method", "S", "wF", "MAE", "adpE", "maxE", "adpF", "maxF", "J", "F", "J&F", "flicker"]
+    assert lines[2].split()[0] == "mine" and lines[2].split()[3] == "0.0000"
+    assert lines[3] == ("note: mine: mean over 1 sequences; --skip-frames first-last (2 of 4 annotated frames scored, "
+                        "2 skipped)")
