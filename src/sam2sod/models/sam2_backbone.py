@@ -222,12 +222,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """
     from sam2.modeling.sam2_base import SAM2Base
 
-    from sam2sod.weights import resolve_checkpoint
+    from sam2sod.weights import checked_sha256, resolve_checkpoint
 
     if not isinstance(model, SAM2Base):
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
     path = resolve_checkpoint(path)
+    sha = checked_sha256(path)  # the download record, if any, against the bytes about to be loaded
     sd = read_state_dict(path)
     expected = model.state_dict()
     problem = state_dict_mismatch(expected, sd)
@@ -242,7 +243,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     model.load_state_dict(sd, strict=True)
     if hasattr(model, "sam2sod_base_info"):
         model.sam2sod_base_info.update(
-            checkpoint=os.path.abspath(os.fspath(path)), sha256=file_sha256(path), seed=None, pretrained=True
+            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha, seed=None, pretrained=True
         )
     logger.info("loaded SAM2 weights from %s", path)
     return model
