@@ -27,6 +27,7 @@ from sam2sod.engine.inference import ORACLE_LABEL, predict_items
 from sam2sod.engine.runtime import inference_dtype, select_device
 from sam2sod.engine.score import format_table, score, warn_nested
 from sam2sod.errors import SodError
+from sam2sod.names import check_name, check_relative, check_stem, inside
 from sam2sod.outputs import prepare_output_dir
 
 PROMPTS = ("none", "oracle-box", "oracle-points", "oracle-mask")
@@ -62,9 +63,8 @@ def _named_datasets(datasets: Sequence[str | Path | tuple[str, str | Path]]) -> 
     named = [(str(d[0]), Path(d[1])) if isinstance(d, tuple) else (Path(d).resolve().name, Path(d))
              for d in datasets]
     names = [n for n, _ in named]
-    bad = [n for n in names if n in ("", ".", "..") or "/" in n or "\\" in n]
-    if bad:
-        raise SodError(f"invalid dataset name {bad[0]!r}: use a plain name (it names the output folder)")
+    for (n, folder), given in zip(named, datasets, strict=True):  # a given name is checked, a folder's own name fits
+        (check_name if isinstance(given, tuple) else check_stem)(n, "dataset name", f"of {folder}")
     if len({n.lower() for n in names}) != len(names):
         raise SodError(f"--data folders must have distinct names, got {', '.join(names)}; name them apart with "
                        "--data NAME=DIR")
@@ -122,25 +122,27 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     oracle = None if prompt == "none" else prompt.split("-", 1)[1]
     summary = {}
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
-        pred_dir = out / name / "pred"
+        pred_dir = inside(out, name, "pred")
+        for p in pairs:
+            inside(pred_dir, f"{check_relative(p.name, 'image name', f'in {name}')}.png")
         if split != "all" or exclude_overlap:  # score exactly these pairs' masks (symlinks; the dataset is untouched)
             subset = f"{split}_split" if split != "all" else "no_overlap"
-            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / subset) / "masks"
+            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, name, subset)) / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
             for img_name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size, oracle=oracle,
                                                 workers=None, multimask=cfg.model.multimask, refine=refine, tta=tta):
-                atomic_write_bytes(pred_dir / f"{img_name}.png", encode_image(pred))
+                atomic_write_bytes(inside(pred_dir, f"{img_name}.png"), encode_image(pred))
                 bar.update()
         method = cfg.model.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
-        results = score({method: pred_dir}, mask_dir, out / name, workers=workers,
+        results = score({method: pred_dir}, mask_dir, inside(out, name), workers=workers,
                         notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
                         nested_warning=False)
         print(f"\n{name}:\n" + format_table(results, {method: "; ".join(notes)} if notes else None))
         summary[name] = results[0].metrics
     if notes:
-        atomic_write_text(out / "WARNING.txt", "\n".join(notes) + "\n")
-    atomic_write_text(out / "summary.json", json.dumps(
+        atomic_write_text(inside(out, "WARNING.txt"), "\n".join(notes) + "\n")
+    atomic_write_text(inside(out, "summary.json"), json.dumps(
         {"checkpoint": str(ckpt["path"]), "prompt": prompt, "split": split, "refine": refine, "tta": tta or "none",
          "notes": notes, "datasets": summary},
         indent=2) + "\n")
@@ -240,7 +242,7 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     while the model runs (None: `default_workers`); PNGs are encoded here and written by a thread; `dtype`
     fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.engine.runtime.inference_dtype`).
     """
-    from sam2sod.engine.formats import write_files
+    from sam2sod.engine.formats import check_output_names, write_files
     from sam2sod.engine.predict_options import encode_outputs, predict_options, prompted_maps
 
     dev = select_device(device)
@@ -268,7 +270,10 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             continue
         items.append((name, path, None))
     amp = inference_dtype(dev, dtype)
+    extra = ["overlay/{name}.jpg"] if with_overlay else []
+    check_output_names(list(images), opts.formats, extra)
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
+    check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside
     ckpt = read_checkpoint(checkpoint)
     cfg = config_of(ckpt)
     model = build_model_from_checkpoint(ckpt, dev, base_checkpoint) if items else None

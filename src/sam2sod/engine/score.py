@@ -36,6 +36,7 @@ from sam2sod.atomic import atomic_write_text, current_umask
 from sam2sod.data.discovery import count_nested_images, list_images
 from sam2sod.data.io import load_mask
 from sam2sod.errors import SodError, format_names
+from sam2sod.lock import LOCK
 from sam2sod.metrics import PairScores, aggregate, pair_scores
 from sam2sod.metrics.memory import image_pixels, memory_capped_workers
 from sam2sod.outputs import MARKER, read_marker, write_marker
@@ -306,12 +307,18 @@ def write_output_set(results: Sequence[MethodResult], out: Path, notes: dict[str
     """
     out = Path(os.path.abspath(out)).resolve()  # through a symlink: swap the real folder, keep the link
     _remove_stale_sets(out)
-    ours = {*SCORE_FILES, MANIFEST, MARKER}
+    ours = {*SCORE_FILES, MANIFEST, MARKER, LOCK}
     tmp = None
     if not out.exists() or (out.is_dir() and not os.path.ismount(out) and {e.name for e in out.iterdir()} <= ours):
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.score-", suffix=".tmp", dir=out.parent))
         except OSError:
+            tmp = None
+    if tmp is not None and (out / LOCK).is_file():  # the new set holds this process's lock (the same file)
+        try:
+            os.link(out / LOCK, tmp / LOCK)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
             tmp = None
     if tmp is None:
         (out / MANIFEST).unlink(missing_ok=True)

@@ -320,12 +320,14 @@ def export_onnx(model: nn.Module, out: Path, multimask: bool = False) -> dict[st
                   {k: {0: b} for k in ["images", *DECODER_INPUTS[:3]]}),
                  (DECODER_FILE, PromptDecoderOnnx(model, multimask), DECODER_INPUTS, ["logits", "iou"],
                   dyn | {"logits": {0: b}, "iou": {0: b}})]
+    from sam2sod.names import inside
+
     check = example_inputs(model, batch=1, points=3, seed=1)
     for name, module, inputs, outputs, dynamic in plan:
         module.eval()  # the exporter restores the wrapper's mode recursively: a training wrapper would leave
         # the model in training mode (BatchNorm on batch statistics) after the export
         with export_friendly(model, prompts=name == DECODER_FILE):
-            _export(module, tuple(ex[k] for k in inputs), out / name, inputs, outputs, dynamic)
+            _export(module, tuple(ex[k] for k in inputs), inside(out, name), inputs, outputs, dynamic)
         feed = {k: check[k] for k in inputs}
         with torch.no_grad():
             ref = module(*feed.values())
