@@ -109,6 +109,8 @@ def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path 
     from sam2sod.data.prompts import collate_prompts, oracle_prompts
     from sam2sod.refine import check_refine, run_model
 
+    if not items:
+        return
     tta = check_refine(refine, tta, model)
     if refine and oracle is not None:
         raise SodError("--refine starts prompt-free; it cannot be combined with an oracle --prompt")
