@@ -159,6 +159,16 @@ def _check_reuse(out: Path, command: str, overwrite: bool, legacy_files: Sequenc
                    "into it anyway")
 
 
+def _check_links(out: Path, real: Path) -> None:
+    """Refuse a symbolic link to a folder outside `out` anywhere inside it: writes could follow it out."""
+    for dirpath, dirnames, _files in os.walk(real):
+        for name in dirnames:
+            link = Path(dirpath) / name
+            if link.is_symlink() and not _inside(_real(link), real):
+                raise SodError(f"--out {out} holds {link}, a link to {_real(link)} outside it; sam2sod writes "
+                               "only inside --out: remove the link or choose another --out")
+
+
 def _min_free_bytes(min_free_mb: float | None) -> float:
     if min_free_mb is not None:
         return min_free_mb * 2**20
@@ -216,6 +226,7 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iter
     existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
     if existing == real:
         _check_reuse(out, command, overwrite, legacy_files)
+        _check_links(out, real)
         lock.acquire(real, command, shown=out)
     created: list[Path] = []
     try:

@@ -114,6 +114,23 @@ def test_predict_into_a_link_that_leads_outside_is_refused(ds, tmp_path, capsys,
     (out / "mask").symlink_to(victim, target_is_directory=True)
     assert main(["predict", "--checkpoint", str(tmp_path / "nope"), "--input", str(ds / "images"),
                  "--out", str(out), "--format", "mask", "--overwrite"]) == 2
-    assert "outside the output folder" in one_error_line(capsys.readouterr().err)
+    assert "outside it" in one_error_line(capsys.readouterr().err)
     assert sorted(os.listdir(victim)) == ["keep.png"]
     assert Path(victim / "keep.png").read_bytes() == b"user file"
+
+
+@pytest.mark.parametrize("command", ["train", "score", "make-synthetic"])
+def test_any_command_refuses_a_folder_link_inside_out_that_leads_outside(command, ds, preds, tmp_path, capsys,
+                                                                         one_error_line, tree_hash):
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    (victim / "deep").mkdir(parents=True)
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "tb").symlink_to(victim, target_is_directory=True)  # e.g. TensorBoard's folder of a run
+    argv = {"train": ["train", "--out", str(out), "--set", f"data.root={ds}", "--set", "device=cpu"],
+            "score": ["score", "--pred", str(preds), "--gt", str(ds / "masks"), "--out", str(out),
+                      "--workers", "1", "--no-progress"],
+            "make-synthetic": ["make-synthetic", str(out), "--n", "2", "--size", "16"]}[command]
+    before = tree_hash(tmp_path)
+    assert main([*argv, "--overwrite"]) == 2
+    assert "a link to" in one_error_line(capsys.readouterr().err)
+    assert tree_hash(tmp_path) == before
