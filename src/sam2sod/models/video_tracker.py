@@ -151,6 +151,8 @@ class VideoTracker:
         """Process the next frame (1,3,S,S); `mask` (H,W) seeds this frame with a given object mask
         (sam2's `add_new_mask`: a conditioning frame whose output is the mask)."""
         self._check_frame(frame)
+        if mask is not None and self.view is None:
+            raise SodError("seeding a frame with a mask needs SAM2's memory (build_memory(model))")
         idx = self.frame_idx
         self.frame_idx += 1
         if self.framewise and mask is None:
