@@ -50,12 +50,13 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 @command("make-synthetic", "write a deterministic synthetic SOD dataset")(_synth_args)
 def _make_synthetic(args: argparse.Namespace) -> int:
-    from sam2sod.data.synthetic import make_synthetic, remove_stale_pairs
+    from sam2sod.data.synthetic import check_synthetic_size, make_synthetic, remove_stale_pairs
     from sam2sod.outputs import prepare_output_dir
 
     if args.n < 1 or args.size < 16 or args.seed < 0:
         raise SodError(f"need --n >= 1, --size >= 16 and --seed >= 0, got --n {args.n} --size {args.size} "
                        f"--seed {args.seed}")
+    check_synthetic_size(args.out, args.n, args.size)  # memory and disk, before the folder is made
     prepare_output_dir(args.out, overwrite=args.overwrite, inputs=[], command="make-synthetic",
                        subdirs=("images", "masks"))
     names = make_synthetic(args.out, n=args.n, size=args.size, seed=args.seed)
@@ -103,7 +104,9 @@ def _benchmark(args: argparse.Namespace) -> int:
                        show=args.show.split(",") if args.show else None, split=args.split,
                        exclude_overlap=args.exclude_overlap, n_resamples=args.n_resamples, seed=args.seed,
                        workers=args.workers, device=args.device, batch_size=args.batch_size, overwrite=args.overwrite)
-    print((args.out / "table.md").read_text(encoding="utf-8"))
+    from sam2sod.report.tables import render_summary
+
+    print(f"{result['caption']}\n\n{render_summary(result['rows'], result['method_info'])}")
     print(f"wrote {', '.join(p.name for p in result['files'])} and curves/ to {args.out}")
     return 0
 
