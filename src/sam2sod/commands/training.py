@@ -89,6 +89,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise SodError(f"--resume continues the run in {args.resume}, not in --out {args.out}: drop --out, or "
                            f"start a new run with --config {Path(args.resume) / 'config.yaml'} --out {args.out}")
+        if Path(args.resume).is_dir():  # one writer per run folder (sam2sod.lock), as for a new run
+            from sam2sod import lock
+
+            lock.acquire(args.resume, "train", shown=args.resume)
         summary = run_training(None, args.resume, resume=True, overrides=overrides,
                                allow_config_change=args.allow_config_change)
         if summary.get("complete"):
