@@ -193,7 +193,11 @@ def _check_overlap(pairs: list, cfg, data_dir: Path, exclude: bool) -> list:
     lines = "; ".join(describe_overlap(report, str(train_root)))
     print(f"warning: {data_dir}: {len(found)} images duplicate the run's training data ({lines}); "
           + ("excluded from scoring" if exclude else "use --exclude-overlap to leave them out"), file=sys.stderr)
-    return [p for p in pairs if p.name not in found] if exclude else pairs
+    kept = [p for p in pairs if p.name not in found] if exclude else pairs
+    if not kept:
+        raise SodError(f"--exclude-overlap: all {len(pairs)} images of {data_dir} duplicate the run's training data "
+                       f"in {train_root}, so nothing is left to score; evaluate on another dataset")
+    return kept
 
 
 def _warn_training_root(cfg, data_dir: str | Path) -> None:
@@ -284,6 +288,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             bad(path, err)
             continue
         items.append((name, path, None))
+    if not items:
+        raise SodError(_none_readable(len(images), src))
     amp = inference_dtype(dev, dtype)
     extra = ["overlay/{name}.jpg"] if with_overlay else []
     check_output_names(list(images), opts.formats, extra)
@@ -310,9 +316,16 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
         while pending:
             report.written += pending.popleft().result()
             bar.update()
+    if len(report.skipped) == report.total:
+        raise SodError(_none_readable(report.total, src))
     for note in _notes(ckpt, "none"):
         print(f"warning: {note}")
     return report
+
+
+def _none_readable(n: int, src: Path) -> str:
+    what = "the image" if n == 1 else f"any of the {n} images"
+    return f"cannot read {what} in --input {src} (listed above as skipped): nothing to predict"
 
 
 def predict(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
