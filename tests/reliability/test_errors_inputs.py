@@ -114,6 +114,7 @@ def test_killed_score_staging_set_is_removed(ds, preds, tmp_path) -> None:
     stale.mkdir()
     (stale / ".sam2sod-output").write_text("score\n")
     (stale / "metrics.json").write_text("{}")
+    (tmp_path / f".scores.score-{dead}-zzz999.tmp").mkdir()  # killed before its marker was written
     assert main(["score", "--pred", str(preds), "--gt", str(ds / "masks"), "--out", str(out)]) == 0
     assert not stale.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".scores.")]
