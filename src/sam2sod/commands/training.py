@@ -120,12 +120,13 @@ def _info(args: argparse.Namespace) -> int:
 
     from sam2sod.engine.checkpoint import model_from_config
     from sam2sod.engine.config import load_config
-    from sam2sod.models import count_params
+    from sam2sod.models import RandomInitWarning, count_params
 
     cfg = load_config(args.config, args.overrides)
     m = cfg.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.simplefilter("default", RandomInitWarning)  # the one random-init line, as every command says it
         model = model_from_config(m, "cpu", cfg.seed)
     groups = count_params(model)
     total, trainable = groups.pop("total")
