@@ -28,7 +28,7 @@ from sam2sod.engine.runtime import inference_dtype, select_device
 from sam2sod.engine.score import format_table, score, warn_nested
 from sam2sod.errors import SodError
 from sam2sod.names import check_name, check_relative, check_stem, inside
-from sam2sod.outputs import prepare_output_dir
+from sam2sod.outputs import in_output_scope, prepare_output_dir
 from sam2sod.refine import count_refine_skips
 
 PROMPTS = ("none", "oracle-box", "oracle-points", "oracle-mask")
@@ -72,6 +72,7 @@ def _named_datasets(datasets: Sequence[str | Path | tuple[str, str | Path]]) -> 
     return named
 
 
+@in_output_scope
 def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
              prompt: str = "none", device: str = "auto", batch_size: int = 8, workers: int | None = None,
              base_checkpoint: str | None = None, *, recursive: bool = False,
@@ -246,6 +247,7 @@ def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
     raise SodError(f"--input {src} does not exist")
 
 
+@in_output_scope
 def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
                    device: str = "auto", batch_size: int | None = None, base_checkpoint: str | None = None, *,
                    strict: bool = False, recursive: bool = False, overwrite: bool = False,

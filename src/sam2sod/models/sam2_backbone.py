@@ -243,7 +243,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     model.load_state_dict(sd, strict=True)
     if hasattr(model, "sam2sod_base_info"):
         model.sam2sod_base_info.update(
-            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha, seed=None, pretrained=True
+            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha or file_sha256(path), seed=None, pretrained=True
         )
     logger.info("loaded SAM2 weights from %s", path)
     return model

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.names import check_name, check_stem, inside
+from sam2sod.outputs import in_output_scope
 
 RANDOM_INIT = "RANDOM INIT"
 WARMUP_RUNS, TIMED_RUNS = 2, 5  # forward passes before and while timing "Inference ms"
@@ -237,6 +238,7 @@ def _file_of(folder: Path, stem: str) -> str:
     return hits[0].name
 
 
+@in_output_scope
 def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]], out: Path, *,
               metrics: str | None = None, show: Sequence[str] | None = None, split: str = "all",
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
