@@ -107,6 +107,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         if not recursive:
             warn_nested(image_dir, "image")
             warn_nested(mask_dir, "mask")
+        for p in pairs:  # names become output files: checked before any folder is made
+            check_relative(p.name, "image name", f"in {data_dir}")
         check_pairs(pairs, resize_mask=True)
         _check_masks_readable(pairs)
         plans.append((pairs, mask_dir))
@@ -126,7 +128,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
         pred_dir = inside(out, name, "pred")
         for p in pairs:
-            inside(pred_dir, f"{check_relative(p.name, 'image name', f'in {name}')}.png")
+            inside(pred_dir, f"{p.name}.png")
         if split != "all" or exclude_overlap:  # score exactly these pairs' masks (symlinks; the dataset is untouched)
             subset = f"{split}_split" if split != "all" else "no_overlap"
             mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, name, subset)) / "masks"
