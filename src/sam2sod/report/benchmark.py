@@ -78,8 +78,6 @@ def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, 
     for name, root in specs:
         image_dir, mask_dir = find_layout(root)
         pairs = find_pairs(root)
-        for p in pairs:
-            check_stem(p.name, "image name", f"in {root}")
         if rule is not None:
             pairs = split_pairs(rule, pairs)[split]
             if not pairs:
@@ -327,12 +325,17 @@ def _grid_caption(ds: Dataset, methods: list[str], shown: list[str], given: bool
 
 
 def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]]) -> None:
-    """Method and dataset names become folders under OUT: each must be a safe name (`sam2sod.names`)."""
+    """Method, dataset and image names become folders and files under OUT: each must be safe (`sam2sod.names`)."""
+    from sam2sod.data import find_pairs
+
     for flag, given in (("--model", models), ("--pred", preds)):
         for name, folder in given.items():
             check_name(name, "method name", f"in {flag} {name}={folder}")
     for name, folder in datasets:
         check_name(name, "dataset name", f"in --data {name}={folder}")
+    for _, root in datasets:
+        for p in find_pairs(root):
+            check_stem(p.name, "image name", f"in {root}")
 
 
 def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str],
