@@ -211,7 +211,7 @@ def s_check(run: Path, data_root: Path, engines: list[str], cache: Path) -> list
             sm.step(pred, gts[name])
         diff = max(int(np.abs(maps[k].astype(np.int16) - ref[k]).max()) for k in maps)
         rows.append((engine, float(sm.get_results()["sm"]), diff))
-        print(f"{engine:<12} S={rows[-1][1]:.4f} (|dS| vs torch {abs(rows[-1][1] - rows[0][1]):.4f}), "
+        print(f"{engine:<12} S={rows[-1][1]:.5f} (|dS| vs torch {abs(rows[-1][1] - rows[0][1]):.5f}), "
               f"max map difference {diff}/255")
     return rows
 
@@ -289,6 +289,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-bare", action="store_true", help="skip the bare-forward timing")
     ap.add_argument("--s-check", action="store_true", help="S-measure per engine on the ECSSD-700 test split")
     ap.add_argument("--s-data", type=Path, default=ROOT.parent / "shared/data/ecssd-700")
+    ap.add_argument("--s-only", action="store_true", help="only the S-measure check (at the first size)")
+    ap.add_argument("--cache", type=Path, help="onnxruntime export cache to use (default: a temp folder)")
     ap.add_argument("--variants", action="store_true",
                     help="also time the bare forward with inference_mode, channels_last, bf16 and torch.compile")
     ap.add_argument("--no-memory", action="store_true", help="skip the 24 MP peak-RSS check")
@@ -331,7 +333,7 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
-        cache = tmp / "onnx_cache"
+        cache = args.cache or tmp / "onnx_cache"
         for size in sizes:
             paths = all_paths[:args.limit if size < 768 else args.limit_large]
             folder = tmp / f"in_{size}"
@@ -344,6 +346,9 @@ def main() -> int:
                 os.symlink(p.resolve(), warm / p.name)
             base, run = make_weights(size, tmp)
             n = len(paths)
+            if args.s_only:
+                s_rows = s_check(run, args.s_data, args.engines, cache)
+                break
             print(f"\n== {size} px, {n} images (hiera-tiny, prompt-free) ==")
             if "onnxruntime" in args.engines:
                 print(f"onnxruntime: export into the cache {warm_engine(run, cache):.1f} s (once, not timed below)")
@@ -388,6 +393,8 @@ def main() -> int:
     print("\n== checks (ratio = ours / reference, pass when ratio >= target) ==")
     for label, ratio, target in checks:
         print(f"{label}: ratio={ratio:.2f} target={target:.2f} {'PASS' if ratio >= target else 'FAIL'}")
+    if args.s_only:
+        return 0 if all(r >= t for _, r, t in checks) else 1
     headline = headline_of(checks, engine_results, s_rows, sizes[0], args.batches[-1])
     ok = all(r >= t for _, r, t in checks) and headline[1] >= headline[2]
     print(f"all {'PASS' if ok else 'FAIL'}; headline: {headline[0]}")
