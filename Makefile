@@ -49,7 +49,7 @@ bench: setup
 # The docs site (mkdocs.yml, docs/) into site/; --strict fails on a broken link or a missing page. The API
 # reference is read from src/ by static analysis: no torch import at build time.
 docs: setup
-	$(PY) -c "import material, mkdocs, mkdocstrings_handlers.python" 2>/dev/null || $(PIP) install -q -e ".[docs]"
+	$(PY) -c "import material, mkdocs, mkdocstrings_handlers.python" 2>/dev/null || $(PIP) install -q $(NO_TV_WARNING) -e ".[docs]"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
