@@ -22,12 +22,12 @@ import torch
 
 
 def build(args: argparse.Namespace) -> torch.nn.Module:
-    from sam2sod.engine.batch import quiet_random_init
+    from sam2sod.train.batch import quiet_random_init
 
     with quiet_random_init(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.checkpoint:
-            from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
+            from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
             return build_model_from_checkpoint(read_checkpoint(args.checkpoint), torch.device("cpu")).eval()
         from sam2sod.models import create_model

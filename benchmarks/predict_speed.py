@@ -81,9 +81,9 @@ def reference_loop(predictor_cls, base_file: Path, size: int, paths: list[Path],
 # ---------------------------------------------------------------- ours
 def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
     """(official-format base file, decoder_only run checkpoint on it) for hiera-tiny at `size`."""
-    from sam2sod.engine.checkpoint import save_checkpoint
-    from sam2sod.engine.config import ModelConfig, TrainConfig, to_dict
     from sam2sod.models import build_sam2_model, create_model, state_for_checkpoint
+    from sam2sod.runs.checkpoints import save_checkpoint
+    from sam2sod.runs.config import ModelConfig, TrainConfig, to_dict
 
     base = tmp / f"base_{size}.pt"
     torch.save({"model": build_sam2_model("sam2.1", "tiny", size, seed=0).state_dict()}, base)
@@ -97,7 +97,7 @@ def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
 
 def ours(run: Path, folder: Path, out: Path, batch: int, **options) -> tuple[float, float]:
     """(seconds for `predict_report` end to end, seconds of it spent building the model)."""
-    import sam2sod.engine.evaluate as ev
+    import sam2sod.evaluation.evaluate as ev
 
     build = ev.build_model_from_checkpoint
     spent = []
@@ -127,8 +127,8 @@ def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: s
     `variant`: no_grad (what predict does), inference_mode, channels_last (model and input), bf16 (CPU
     autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
     """
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.engine.inference import preprocess
+    from sam2sod.infer.inference import preprocess
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
     model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
     xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]

@@ -8,7 +8,7 @@ __all__ = ["Predictor", "__version__"]
 def __getattr__(name: str):
     """Lazy `sam2sod.Predictor` (importing the package stays cheap and free of import cycles)."""
     if name == "Predictor":
-        from sam2sod.predictor import Predictor
+        from sam2sod.infer.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'sam2sod' has no attribute {name!r}")

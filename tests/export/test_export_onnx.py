@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
 from sam2sod.errors import SodError
 from sam2sod.export import export_model, load_exported
+from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

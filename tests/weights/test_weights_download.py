@@ -54,7 +54,7 @@ def test_download_verifies_records_and_loads_by_name(http_server, tiny_file, tmp
         warnings.simplefilter("error", RandomInitWarning)
         model = create_model("decoder_only", image_size=64, checkpoint=NAME)
     assert model.model_is_pretrained and model.base_info["checkpoint"] == str(dest)
-    from sam2sod.engine.config import load_config
+    from sam2sod.runs.config import load_config
 
     assert load_config(None, [f"model.checkpoint={NAME}"]).model.checkpoint == NAME  # a name, not a path
 

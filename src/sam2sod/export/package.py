@@ -49,8 +49,8 @@ def build_export_config(ckpt: dict[str, Any], model: torch.nn.Module, lora_merge
                         weights_format: str) -> dict[str, Any]:
     """The `config.json` of an export: what rebuilds the architecture, where it came from, how it was trained."""
     from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD
-    from sam2sod.engine.checkpoint import config_of
     from sam2sod.export.card import run_metrics
+    from sam2sod.runs.checkpoints import config_of
 
     cfg = config_of(ckpt)
     m, d = cfg.model, cfg.data
@@ -105,11 +105,11 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
     `base_checkpoint`: the base SAM2 weights when they are not where the run recorded them.
     """
     from sam2sod.atomic import atomic_write_text
-    from sam2sod.engine.batch import quiet_random_init
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
     from sam2sod.export.card import model_card
     from sam2sod.models.peft.lora import lora_modules, merge_lora
     from sam2sod.outputs import prepare_output_dir
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.train.batch import quiet_random_init
 
     if format not in FORMATS:
         raise SodError(f"unknown export format {format!r}: choose {' or '.join(FORMATS)}")
@@ -223,10 +223,10 @@ def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu") -
     from model.safetensors; no base checkpoint is read. `model.export_config` holds config.json and
     `model.base_info` / `model.model_is_pretrained` describe the base the model was trained on.
     """
-    from sam2sod.engine.batch import quiet_random_init
     from sam2sod.models.peft.lora import merge_lora
     from sam2sod.models.registry import create_model
     from sam2sod.models.sam2_backbone import state_dict_mismatch
+    from sam2sod.train.batch import quiet_random_init
 
     folder = _folder_of(path)
     config = read_export_config(folder)

@@ -1,0 +1,170 @@
+"""Subcommands that train or describe models: quickstart, train, info, ablate, methods."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sam2sod.cli.args import command, config_args, overwrite_arg
+from sam2sod.errors import SodError
+
+if TYPE_CHECKING:
+    from sam2sod.runs.config import TrainConfig
+
+
+def _quickstart_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("quickstart_out"))
+    p.add_argument("--workers", type=int, default=None, help="scoring processes")
+    p.add_argument("--n", type=int, default=120, help="synthetic pairs")
+    p.add_argument("--size", type=int, default=96, help="synthetic image side")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override the bundled quickstart config")
+    overwrite_arg(p)
+
+
+@command("quickstart", "synthetic data -> train adapter+CBAM on CPU -> evaluate; no downloads")(_quickstart_args)
+def _quickstart(args: argparse.Namespace) -> int:
+    from sam2sod.apps.quickstart import run_quickstart
+
+    return run_quickstart(args.out, workers=args.workers, n=args.n, size=args.size, overrides=args.overrides,
+                          overwrite=args.overwrite)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    config_args(p)
+    p.add_argument("--out", type=Path, help="run directory (checkpoints, metrics.csv, tb/, config.yaml)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    p.add_argument("--device", help="cuda | cuda:N | mps | cpu (default: config, auto)")
+    overwrite_arg(p)
+
+
+def _config_inputs(cfg: TrainConfig) -> list[Path]:
+    """The data folders a config reads (protected from being written)."""
+    data = cfg.data
+    root = Path(data.root) if getattr(data, "root", None) else None
+    found = [root] if root else []
+    for key in ("images", "masks", "val_root", "test_root"):
+        value = getattr(data, key, None)
+        if value:
+            p = Path(value)
+            found.append(p if p.is_absolute() or root is None or key.endswith("root") else root / p)
+    return found
+
+
+def _check_new_run_dir(out: Path) -> None:
+    """A new run never starts in a folder holding a run (resume it) or an old metrics.csv (no mixed history)."""
+    from sam2sod.train.stages import has_run
+
+    if (out / "last.pt").exists() or has_run(out):
+        what = "last.pt" if (out / "last.pt").exists() else "a multi-stage run"
+        raise SodError(f"{out} already holds a run ({what}); use --resume {out} or another --out")
+    if (out / "metrics.csv").exists():
+        raise SodError(f"{out} holds metrics.csv of an earlier run but no last.pt to resume; a new run would "
+                       f"append to that history: delete {out / 'metrics.csv'} or choose another --out")
+
+
+@command("train", "fine-tune a model (config + overrides) into a run directory")(_train_args)
+def _train(args: argparse.Namespace) -> int:
+    from sam2sod.runs.config import load_config
+    from sam2sod.train.stages import run_training
+
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    if args.resume:
+        if args.config:
+            raise SodError("--resume takes its config from the run directory; use --set to change values")
+        summary = run_training(None, args.resume, resume=True, overrides=overrides)
+    else:
+        from sam2sod.outputs import prepare_output_dir
+
+        if args.out is None:
+            raise SodError("train needs --out RUN_DIR (or --resume RUN_DIR)")
+        _check_new_run_dir(args.out)
+        cfg = load_config(args.config, overrides, check_paths=True)
+        prepare_output_dir(args.out, overwrite=args.overwrite, inputs=_config_inputs(cfg), command="train")
+        summary = run_training(cfg, args.out)
+    best = summary["best"]
+    print(f"done: {summary['step']} steps, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
+          f"(epoch {best['epoch']}); run: {summary['run_dir']}")
+    return 0
+
+
+@command("info", "total and trainable parameters per module group for a config")(config_args)
+def _info(args: argparse.Namespace) -> int:
+    import warnings
+
+    from sam2sod.models import count_params
+    from sam2sod.runs.checkpoints import model_from_config
+    from sam2sod.runs.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    m = cfg.model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = model_from_config(m, "cpu", cfg.seed)
+    groups = count_params(model)
+    total, trainable = groups.pop("total")
+    print(f"{m.method} on {m.version} hiera-{m.size} at {m.image_size}px")
+    print(f"{'group':<28}{'total':>14}{'trainable':>14}")
+    for name, (g_total, g_trainable) in groups.items():
+        print(f"{name:<28}{g_total:>14,}{g_trainable:>14,}")
+    print(f"{'all':<28}{total:>14,}{trainable:>14,}  ({100 * trainable / max(1, total):.2f}% trainable)")
+    return 0
+
+
+def _ablate_args(p: argparse.ArgumentParser) -> None:
+    config_args(p)
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a grid axis, e.g. model.method=adapter_cbam,lora (repeatable: cartesian product)")
+    p.add_argument("--out", type=Path, required=True, help="one run dir per cell + ablation.md / ablation.csv")
+    overwrite_arg(p)
+
+
+@command("ablate", "train + score every cell of a config grid (resumable), write a table")(_ablate_args)
+def _ablate(args: argparse.Namespace) -> int:
+    from sam2sod.outputs import prepare_output_dir
+    from sam2sod.runs.config import load_config
+    from sam2sod.train.ablate import ablate
+
+    try:
+        inputs = _config_inputs(load_config(args.config, args.overrides))
+    except SodError:  # the grid may fill in what the base config lacks; ablate reports real problems
+        inputs = []
+    prepare_output_dir(args.out, overwrite=args.overwrite, inputs=inputs, command="ablate",
+                       legacy_files=("ablation.csv",))  # a grid started before markers existed resumes
+    ablate(args.config, args.grid, args.out, args.overrides)
+    print(f"tables: {args.out / 'ablation.md'}, {args.out / 'ablation.csv'}")
+    return 0
+
+
+def _methods_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default="tiny", help="SAM2 backbone size for the counts (tiny, small, base_plus, large)")
+    p.add_argument("--version", default="sam2.1")
+    p.add_argument("--image-size", type=int, default=352)
+    p.add_argument("--no-counts", action="store_true", help="list names and descriptions only (fast)")
+
+
+@command("methods", "list every method and baseline with its parameter counts")(_methods_args)
+def _methods(args: argparse.Namespace) -> int:
+    import logging
+    import warnings
+
+    logging.getLogger("sam2sod.models").setLevel(logging.ERROR)  # random-init notices: expected here
+
+    from sam2sod.models import count_params, create_model
+    from sam2sod.models.registry import METHODS, all_methods, trains_with_prompts
+
+    print(f"{'method':<14}{'total':>10}{'trainable':>11}  {'training prompts':<17} description   (SAM2 "
+          f"{args.version} hiera-{args.size}, {args.image_size}px; prompts: the paper's policy, "
+          f"override with prompts.enabled)")
+    for name, description in all_methods().items():
+        counts = "" if args.no_counts else None
+        if counts is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                kw = {"version": args.version, "size": args.size} if name in METHODS else {}
+                total, trainable = count_params(create_model(name, image_size=args.image_size, **kw))["total"]
+            counts = f"{total / 1e6:>9.2f}M{trainable / 1e6:>10.2f}M"
+        policy = "simulated" if trains_with_prompts(name) else "none"
+        print(f"{name:<14}{counts:>21}  {policy:<17} {description}")
+    return 0

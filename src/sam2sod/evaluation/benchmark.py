@@ -1,0 +1,269 @@
+"""`sam2sod benchmark`: every model and prediction folder on every dataset, in one command.
+
+    benchmark({"ours": RUN}, {"f3net": PRED_DIR}, [("ECSSD", ROOT)], OUT)
+
+Layout of OUT (a rerun reuses finished predictions, so it does no model work):
+  pred/METHOD/DATASET/*.png + done.json   predictions of each model, produced once (done.json written last)
+  data/DATASET/{images,masks}             symlinks to the scored pairs (only with --split or --exclude-overlap)
+  scores/DATASET/                         `sam2sod score`'s files for that dataset (metrics.json, per_image.csv, ...)
+  table.csv / table.md / table.tex        tidy rows + the papers' layout (CIs and p-values in table.csv)
+  pvalues.csv / pvalues.md                paired tests of the first method against each other one
+  curves/DATASET_{pr,f,e}.png, qualitative.png, report.html, benchmark.json
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from sam2sod.atomic import atomic_save_image, atomic_write_text
+from sam2sod.errors import SodError
+
+RANDOM_INIT = "RANDOM INIT"
+
+
+@dataclass
+class Dataset:
+    """One scored dataset: its pairs (after --split / --exclude-overlap) and where its images/masks are."""
+
+    name: str
+    root: Path
+    pairs: list
+    image_dir: Path
+    mask_dir: Path
+
+
+def _model_info(run: Path) -> dict[str, Any]:
+    from sam2sod.runs.checkpoints import config_of, read_checkpoint
+
+    ckpt = read_checkpoint(run)
+    return {"ckpt": ckpt, "cfg": config_of(ckpt), "pretrained": bool(ckpt.get("pretrained", False))}
+
+
+def _split_rule(models: dict[str, dict[str, Any]], split: str) -> Any:
+    """The data config whose split-by-name rule `--split` applies (every model must share it)."""
+    if split == "all":
+        return None
+    if not models:
+        raise SodError("--split needs a --model: the split by name comes from a run's config")
+    rules = {(m["cfg"].data.train_count, m["cfg"].data.val_count, m["cfg"].data.val_fraction) for m in models.values()}
+    if len(rules) > 1:
+        raise SodError(f"--split {split}: the models split their data differently ({sorted(rules, key=str)}); "
+                       f"benchmark them on a held-out root without --split")
+    return next(iter(models.values()))["cfg"].data
+
+
+def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, rule: Any,
+                      drop: dict[str, set[str]]) -> list[Dataset]:
+    from sam2sod.data import find_pairs
+    from sam2sod.data.discovery import find_layout
+    from sam2sod.runs.splits import link_subset, split_pairs
+
+    sets = []
+    for name, root in specs:
+        image_dir, mask_dir = find_layout(root)
+        pairs = find_pairs(root)
+        if rule is not None:
+            pairs = split_pairs(rule, pairs)[split]
+            if not pairs:
+                raise SodError(f"--split {split}: the runs' config holds out no {split} part of {root}")
+        pairs = [p for p in pairs if p.name not in drop.get(name, set())]
+        if not pairs:
+            raise SodError(f"{name}: no images left to score")
+        if rule is not None or drop.get(name):
+            linked = link_subset([(p.name, p.image, p.mask) for p in pairs], out / "data" / name)
+            image_dir, mask_dir = linked / "images", linked / "masks"
+        sets.append(Dataset(name, Path(root), pairs, image_dir, mask_dir))
+    return sets
+
+
+def _overlaps(models: dict[str, dict[str, Any]], specs: Sequence[tuple[str, Path]], exclude: bool,
+              threshold: int) -> dict[str, set[str]]:
+    """Warn about (and with `exclude`, return for dropping) test images that duplicate a model's training data."""
+    from sam2sod.data.datasets import describe_overlap, find_overlap, overlap_names
+
+    drop: dict[str, set[str]] = {}
+    for method, m in models.items():
+        train_root = m["cfg"].data.root
+        if not train_root or not Path(train_root).is_dir():
+            continue
+        for name, root in specs:
+            if Path(root).resolve() == Path(train_root).resolve():
+                continue  # the same root: --split decides which part is held out
+            report = find_overlap(train_root, root, threshold)
+            found = overlap_names(report)
+            if found:
+                print(f"warning: {method} trained on {train_root}, which overlaps {name}: "
+                      + "; ".join(describe_overlap(report, str(train_root))[:3]))
+                if exclude:
+                    drop.setdefault(name, set()).update(found)
+    return drop
+
+
+def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, device: str,
+                    batch_size: int) -> tuple[Path, dict[str, Any]]:
+    """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images.
+
+    Returns (folder, done.json record with `infer_ms` and `params`, the model's total parameter count).
+    """
+    from sam2sod.infer.inference import predict_items
+    from sam2sod.models import count_params
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint
+    from sam2sod.runs.runtime import select_device
+    from sam2sod.train.batch import quiet_random_init
+
+    folder = out / "pred" / method / ds.name
+    ckpt = info["ckpt"]
+    key = {"checkpoint": str(ckpt["path"]), "step": ckpt.get("step"), "images": sorted(p.name for p in ds.pairs)}
+    done = folder / "done.json"
+    if done.is_file():
+        old = json.loads(done.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in key} == key and "params" in old:
+            print(f"[benchmark] {method} on {ds.name}: cached predictions reused")
+            return folder, old
+    dev = select_device(device)
+    with quiet_random_init():
+        model = build_model_from_checkpoint(ckpt, dev)
+    cfg = info["cfg"]
+    items = [(p.name, p.image, None) for p in ds.pairs]
+    t0 = time.perf_counter()
+    with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img") as bar:
+        for name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size,
+                                        multimask=cfg.model.multimask):
+            atomic_save_image(Image.fromarray(pred), folder / f"{name}.png")
+            bar.update()
+    record = {**key, "infer_ms": 1000 * (time.perf_counter() - t0) / len(items),
+              "params": count_params(model)["total"][0]}
+    atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+    return folder, record
+
+
+def _pred_folder(method: str, root: Path, ds: Dataset, n_sets: int) -> Path:
+    """--pred DIR: DIR/DATASET (the evaluation toolkits' layout), or DIR itself when one dataset is given."""
+    if (root / ds.name).is_dir():
+        return root / ds.name
+    if n_sets == 1:
+        return root
+    raise SodError(f"--pred {method}={root}: no subfolder {ds.name!r} (with several datasets, DIR holds one "
+                   f"folder of maps per dataset name)")
+
+
+def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_names: list[str], out: Path,
+           workers: int | None, notes: dict[str, str]) -> tuple[dict, dict]:
+    """-> ({dataset: {method: metrics}}, {method: {dataset: ImageScores}}), writing scores/DATASET/."""
+    from sam2sod.data.io import load_mask
+    from sam2sod.evaluation.score import load_prediction, score_method, write_output_set
+    from sam2sod.metrics.extra import ExtraMetrics
+    from sam2sod.report.curves import write_dataset_curves
+    from sam2sod.report.stats import ImageScores
+
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    scores: dict[str, dict[str, ImageScores]] = {}
+    for ds in sets:
+        results = []
+        for method, by_set in pred_dirs.items():
+            r = score_method(method, by_set[ds.name], ds.mask_dir, workers, nested_warning=False)
+            names = [row["name"] for row in r.per_image]
+            extra = None
+            values = dict(r.metrics)
+            if extra_names:
+                acc = ExtraMetrics(extra_names)
+                for n in names:
+                    gt = load_mask(ds.mask_dir / _file_of(ds.mask_dir, n))
+                    pred, _ = load_prediction(by_set[ds.name] / _file_of(by_set[ds.name], n), gt.shape)
+                    acc.step(pred, gt)
+                values.update(acc.get_results())
+                extra = acc.image_scores(names)
+            metrics.setdefault(ds.name, {})[method] = values
+            scores.setdefault(method, {})[ds.name] = ImageScores.from_pair_scores(names, r.pair_scores, extra)
+            results.append(r)
+        write_output_set(results, out / "scores" / ds.name, {m: n for m, n in notes.items() if m in pred_dirs})
+        write_dataset_curves({r.name: r.curves for r in results}, ds.name, out)
+    return metrics, scores
+
+
+def _file_of(folder: Path, stem: str) -> str:
+    hits = sorted(folder.glob(f"{stem}.*"))
+    if not hits:
+        raise SodError(f"{folder}: no file for {stem}")
+    return hits[0].name
+
+
+def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]], out: Path, *,
+              metrics: str | None = None, show: Sequence[str] | None = None, split: str = "all",
+              exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
+              workers: int | None = None, device: str = "auto", batch_size: int = 8,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}."""
+    from sam2sod.metrics.extra import parse_metric_names
+    from sam2sod.outputs import prepare_output_dir
+    from sam2sod.report.html import default_figures, write_html_report
+    from sam2sod.report.qualitative import write_qualitative
+    from sam2sod.report.stats import benchmark_statistics
+    from sam2sod.report.tables import build_rows, write_tables
+
+    names = [*models, *preds]
+    if not names:
+        raise SodError("benchmark needs at least one --model NAME=RUN or --pred NAME=DIR")
+    if len(set(names)) != len(names):
+        raise SodError(f"method names must be distinct, got {', '.join(names)}")
+    if not datasets:
+        raise SodError("benchmark needs at least one --data")
+    if split not in ("all", "train", "val", "test"):
+        raise SodError(f"--split must be all, train, val or test; got {split!r}")
+    core, extra_names = parse_metric_names(metrics) if metrics else ([], [])
+    infos = {m: _model_info(Path(run)) for m, run in models.items()}
+    out = prepare_output_dir(out, overwrite=overwrite, command="benchmark",
+                             inputs=[Path(r) for _, r in datasets] + [Path(p) for p in preds.values()])
+    drop = _overlaps(infos, datasets, exclude_overlap, overlap_threshold)
+    sets = _prepare_datasets(datasets, out, split, _split_rule(infos, split), drop)
+    notes = {m: f"{RANDOM_INIT}: no pretrained weights" for m, i in infos.items() if not i["pretrained"]}
+    pred_dirs: dict[str, dict[str, Path]] = {m: {} for m in names}
+    method_info: dict[str, dict[str, Any]] = {}
+    for m, info in infos.items():
+        records = []
+        for ds in sets:
+            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size)
+            records.append(record)
+        method_info[m] = {"params": records[0]["params"],
+                          "inference_ms": sum(r["infer_ms"] for r in records) / len(records)}
+    for m, root in preds.items():
+        for ds in sets:
+            pred_dirs[m][ds.name] = _pred_folder(m, Path(root), ds, len(sets))
+    metric_values, scores = _score(sets, pred_dirs, extra_names, out, workers, notes)
+    wanted = [*core, *extra_names] if metrics else None
+    stats = benchmark_statistics(scores, wanted, n_resamples=n_resamples, seed=seed)
+    rows = build_rows(metric_values, stats, wanted)
+    caption = _caption(sets, split, drop, notes)
+    files = write_tables(out, rows, stats, method_info=method_info, caption=caption)
+    first = sets[0]
+    mae = {m: scores[m][first.name].value_map("MAE") for m in names}
+    shown = write_qualitative(out / "qualitative.png", first.image_dir, first.mask_dir,
+                              {m: pred_dirs[m][first.name] for m in names}, names=list(show) if show else None,
+                              mae=mae)
+    html = write_html_report(out / "report.html", rows, stats, figures=default_figures(out), method_info=method_info,
+                             caption=caption)
+    atomic_write_text(out / "benchmark.json", json.dumps(
+        {"methods": names, "datasets": {d.name: {"root": str(d.root), "images": len(d.pairs)} for d in sets},
+         "split": split, "excluded_overlap": {k: sorted(v) for k, v in drop.items()}, "qualitative": shown,
+         "notes": notes, "n_resamples": n_resamples, "seed": seed}, indent=2) + "\n")
+    return {"rows": rows, "stats": stats, "files": [*files, html, out / "qualitative.png"]}
+
+
+def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str]) -> str:
+    parts = [", ".join(f"{d.name} ({len(d.pairs)} images)" for d in sets)]
+    if split != "all":
+        parts.append(f"{split} split by file name, as the runs split their data; best.pt was chosen on the val split")
+    if drop:
+        parts.append("images duplicating training data excluded: "
+                     + ", ".join(f"{k} {len(v)}" for k, v in drop.items()))
+    if notes:
+        parts.append(f"{RANDOM_INIT} ({', '.join(notes)}): not comparable to published numbers")
+    return "Prompt-free; " + "; ".join(parts) + "."
