@@ -22,7 +22,7 @@ import torch
 
 
 def build(args: argparse.Namespace) -> torch.nn.Module:
-    from sam2sod.train.batch import quiet_random_init
+    from sam2sod.models.random_init import quiet_random_init
 
     with quiet_random_init(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

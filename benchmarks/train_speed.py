@@ -129,9 +129,10 @@ def run_ours(cfg, run_dir: Path, spy: Spy) -> None:
 
 def run_bare(cfg, batches: list, prompts: list, skip: int) -> tuple[float, float]:
     """(mean seconds per step after `skip` warm-up steps, first loss) of a plain loop over in-memory batches."""
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.runs.checkpoints import model_from_config
     from sam2sod.runs.runtime import param_groups, seed_everything, warmup_cosine
-    from sam2sod.train.batch import compute_loss, quiet_random_init
+    from sam2sod.train.batch import compute_loss
 
     o, m = cfg.optim, cfg.model
     seed_everything(cfg.seed)

@@ -1,6 +1,6 @@
 """sam2sod: fine-tune SAM2 for salient object detection and score it with the field's metrics."""
 
-__version__ = "0.1.0"
+from sam2sod.version import __version__
 
 __all__ = ["Predictor", "__version__"]
 

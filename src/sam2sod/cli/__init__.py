@@ -21,7 +21,7 @@ __all__ = ["COMMANDS", "EXIT_SKIPPED", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sam2sod import __version__
+    from sam2sod.version import __version__
 
     parser = argparse.ArgumentParser(prog="sam2sod", description="SAM2 for salient object detection")
     parser.add_argument("--version", action="version", version=f"sam2sod {__version__}")

@@ -115,9 +115,9 @@ def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, d
     """
     from sam2sod.infer.inference import predict_items
     from sam2sod.models import count_params
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.runs.checkpoints import build_model_from_checkpoint
     from sam2sod.runs.runtime import select_device
-    from sam2sod.train.batch import quiet_random_init
 
     folder = out / "pred" / method / ds.name
     ckpt = info["ckpt"]

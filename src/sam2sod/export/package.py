@@ -107,9 +107,9 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
     from sam2sod.atomic import atomic_write_text
     from sam2sod.export.card import model_card
     from sam2sod.models.peft.lora import lora_modules, merge_lora
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.outputs import prepare_output_dir
     from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.train.batch import quiet_random_init
 
     if format not in FORMATS:
         raise SodError(f"unknown export format {format!r}: choose {' or '.join(FORMATS)}")
@@ -224,9 +224,9 @@ def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu") -
     `model.base_info` / `model.model_is_pretrained` describe the base the model was trained on.
     """
     from sam2sod.models.peft.lora import merge_lora
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.models.registry import create_model
     from sam2sod.models.sam2_backbone import state_dict_mismatch
-    from sam2sod.train.batch import quiet_random_init
 
     folder = _folder_of(path)
     config = read_export_config(folder)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from sam2sod.errors import SodError
+from sam2sod.runs.config_checks import check_type, check_values
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -151,41 +152,6 @@ class TrainConfig:
     stages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _check_type(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _check_type(value, a, key)
-            except SodError:
-                pass
-        raise SodError(f"config key {key}: {value!r} is not of type {tp}")
-    if origin is list or tp is list:
-        if not isinstance(value, list):
-            raise SodError(f"config key {key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp) or (object,)
-        return [v if item_tp is object else _check_type(v, item_tp, key) for v in value]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise SodError(f"config key {key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise SodError(f"config key {key}: expected float, got {value!r}") from None
-    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
-        raise SodError(f"config key {key}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
@@ -202,7 +168,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[k] = from_dict(tp, v or {}, f"{prefix}{k}.")
         else:
-            kwargs[k] = _check_type(v, tp, prefix + k)
+            kwargs[k] = check_type(v, tp, prefix + k)
     return cls(**kwargs)
 
 
@@ -314,8 +280,6 @@ def validate(cfg: TrainConfig) -> None:
 
     Runs before any model or run folder is made; normalises the types of `cfg.model.args` in place.
     """
-    from sam2sod.runs.config_checks import check_values
-
     check_values(cfg)
 
 

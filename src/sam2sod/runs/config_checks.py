@@ -10,14 +10,15 @@ import inspect
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import types
+import typing
+from typing import Any
 
 from sam2sod.errors import SodError
 
-if TYPE_CHECKING:
-    from sam2sod.runs.config import TrainConfig
+TrainConfig = Any  # a sam2sod.runs.config.TrainConfig (not imported: that module imports this one)
 
-__all__ = ["check_method_options", "check_values"]
+__all__ = ["check_method_options", "check_type", "check_values"]
 
 VERSIONS = ("sam2", "sam2.1")
 SIZES = ("tiny", "small", "base_plus", "large")
@@ -68,6 +69,43 @@ def odd_int() -> Rule:
     return (lambda v: _is_int(v) and v >= 1 and v % 2 == 1), "an odd integer >= 1"
 
 
+def check_type(value: Any, tp: Any, key: str) -> Any:
+    """`value` checked against type hint `tp` (Union / list / dict / int / float / str / bool) for `key`;
+    an int (or a YAML string like 1e-4) where a float is expected becomes a float."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return check_type(value, a, key)
+            except SodError:
+                pass
+        raise SodError(f"config key {key}: {value!r} is not of type {tp}")
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            raise SodError(f"config key {key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (object,)
+        return [v if item_tp is object else check_type(v, item_tp, key) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise SodError(f"config key {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise SodError(f"config key {key}: expected float, got {value!r}") from None
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise SodError(f"config key {key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
 def _check(key: str, value: Any, rule: Rule) -> None:
     ok, must = rule
     if not ok(value):
@@ -115,7 +153,6 @@ def check_method_options(method: str, args: dict[str, Any]) -> dict[str, Any]:
 
     Returns the options with their types normalised (an int where a float is expected becomes a float).
     """
-    from sam2sod.runs.config import _check_type
     from sam2sod.models.baselines import BASELINES
     from sam2sod.models.registry import METHODS
 
@@ -131,7 +168,7 @@ def check_method_options(method: str, args: dict[str, Any]) -> dict[str, Any]:
     for name, value in args.items():
         key = f"model.args.{name}"
         tp = types[name]
-        value = value if tp is Any else _check_type(value, tp, key)
+        value = value if tp is Any else check_type(value, tp, key)
         if isinstance(value, float) and not math.isfinite(value):
             raise SodError(f"config key {key}: {value!r} is out of range (must be a finite number)")
         rule = OPTION_RULES.get(method, {}).get(name)

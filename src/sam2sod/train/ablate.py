@@ -68,10 +68,10 @@ def evaluate_cell(run: Path, cfg: TrainConfig) -> dict[str, float]:
     from sam2sod.data.io import load_mask
     from sam2sod.infer.inference import predict_items
     from sam2sod.metrics import SODMetrics
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
     from sam2sod.runs.runtime import select_device
     from sam2sod.runs.splits import as_items, split_pairs
-    from sam2sod.train.batch import quiet_random_init
 
     device = select_device(cfg.device)
     with quiet_random_init():

@@ -3,11 +3,6 @@ resizing, and the loss (SAM's multimask rule, IoU head, edge branch, or a model'
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import warnings
-from collections.abc import Iterator
-
 import torch
 
 from sam2sod.errors import SodError
@@ -116,25 +111,3 @@ def rescale_batch(images: torch.Tensor, masks: torch.Tensor, sizes: list[int],
     resize = torch.nn.functional.interpolate
     return (resize(images, size=(s, s), mode="bilinear", align_corners=False),
             resize(masks, size=(s, s), mode="bilinear", align_corners=False))
-
-
-@contextlib.contextmanager
-def quiet_random_init() -> Iterator[None]:
-    """Silence the model builders' own random-init warnings (the caller prints one notice instead)."""
-    loggers = [logging.getLogger(n) for n in ("sam2sod.models", "sam2sod.models.sam2_backbone",
-                                              "sam2sod.models.baselines")]
-    levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(random init|RANDOM INIT|randomly initiali).*")
-        from sam2sod.models import RandomInitWarning
-        from sam2sod.models.baselines import BackboneRandomInitWarning
-
-        warnings.simplefilter("ignore", RandomInitWarning)
-        warnings.simplefilter("ignore", BackboneRandomInitWarning)
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, lv in zip(loggers, levels, strict=True):
-                lg.setLevel(lv)

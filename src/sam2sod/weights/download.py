@@ -36,7 +36,7 @@ class OfflineError(DownloadError):
 
 
 def _user_agent() -> str:
-    from sam2sod import __version__
+    from sam2sod.version import __version__
 
     return f"sam2sod/{__version__} (python urllib)"
 
