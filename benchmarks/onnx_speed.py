@@ -27,9 +27,9 @@ def build(args: argparse.Namespace) -> torch.nn.Module:
     with quiet_random_init(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.checkpoint:
-            from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
+            from sam2sod.runs.loader import load_model
 
-            return build_model_from_checkpoint(read_checkpoint(args.checkpoint), torch.device("cpu")).eval()
+            return load_model(args.checkpoint, "cpu").model
         from sam2sod.models import create_model
 
         return create_model(args.method, image_size=args.image_size, seed=0).eval()

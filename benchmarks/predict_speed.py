@@ -97,24 +97,25 @@ def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
 
 def ours(run: Path, folder: Path, out: Path, batch: int, **options) -> tuple[float, float]:
     """(seconds for `predict_report` end to end, seconds of it spent building the model)."""
-    import sam2sod.evaluation.evaluate as ev
+    from sam2sod.infer.predict import predict_report
+    from sam2sod.runs.loader import ModelSource
 
-    build = ev.build_model_from_checkpoint
+    build = ModelSource.build
     spent = []
 
-    def timed_build(*args, **kwargs):
+    def timed_build(self, *args, **kwargs):
         t0 = time.perf_counter()
-        model = build(*args, **kwargs)
+        loaded = build(self, *args, **kwargs)
         spent.append(time.perf_counter() - t0)
-        return model
+        return loaded
 
-    ev.build_model_from_checkpoint = timed_build
+    ModelSource.build = timed_build
     try:
         t0 = time.perf_counter()
-        ev.predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
+        predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
         return time.perf_counter() - t0, sum(spent)
     finally:
-        ev.build_model_from_checkpoint = build
+        ModelSource.build = build
 
 
 VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "compile")
@@ -128,9 +129,9 @@ def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: s
     autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
     """
     from sam2sod.infer.inference import preprocess
-    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.runs.loader import load_model
 
-    model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
+    model = load_model(run, "cpu").model
     xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]
     batches = [torch.stack(xs[i:i + batch]) for i in range(0, len(xs), batch)]
     if variant == "channels_last":

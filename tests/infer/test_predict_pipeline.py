@@ -18,9 +18,10 @@ from PIL import Image
 
 from sam2sod.data import SAM2_MEAN, SAM2_STD, make_synthetic
 from sam2sod.errors import SodError
-from sam2sod.evaluation.evaluate import default_batch_size, predict_report
 from sam2sod.infer.formats import draw_overlay, to_mask
-from sam2sod.infer.inference import default_workers, logits_to_uint8, predict_items, preprocess
+from sam2sod.infer.forward import logits_to_uint8
+from sam2sod.infer.inference import default_workers, predict_items, preprocess
+from sam2sod.infer.predict import default_batch_size, predict_report
 from sam2sod.runs.runtime import auto_workers, inference_dtype
 
 pytestmark = pytest.mark.filterwarnings("ignore::sam2sod.models.sam2_backbone.RandomInitWarning")

@@ -13,8 +13,9 @@ from PIL import Image
 
 from sam2sod.cli import main
 from sam2sod.data.prompts import PromptBatch, Prompts, collate_prompts
+from sam2sod.infer.forward import run_model
 from sam2sod.infer.inference import preprocess
-from sam2sod.infer.refine import flip_prompts, run_model, self_prompts
+from sam2sod.infer.refine import flip_prompts, self_prompts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

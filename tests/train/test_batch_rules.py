@@ -9,8 +9,8 @@ import torch
 from sam2sod.losses import edge_loss, edge_target, sod_objective
 from sam2sod.models import METHODS, create_model, trains_with_prompts
 from sam2sod.models.baselines import BASELINES
+from sam2sod.models.random_init import quiet_random_init
 from sam2sod.runs.config import load_config
-from sam2sod.train import batch as batch_mod
 from sam2sod.train.batch import compute_loss, iou_head_weight, prompt_config, prompts_enabled, simulate_batch_prompts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -125,7 +125,7 @@ def test_adapter_cbam_edge_branch_is_trained_by_the_edge_loss() -> None:
 
 
 def test_quiet_random_init_silences_builders(recwarn, caplog) -> None:
-    with batch_mod.quiet_random_init():
+    with quiet_random_init():
         create_model("decoder_only", image_size=32, seed=0)
     assert not [w for w in recwarn if "random" in str(w.message).lower()]
     assert not [r for r in caplog.records if "random init" in r.getMessage().lower()]

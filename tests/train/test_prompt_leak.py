@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from sam2sod.data.synthetic import make_synthetic
-from sam2sod.evaluation.evaluate import evaluate, predict
+from sam2sod.evaluation.evaluate import evaluate
+from sam2sod.infer.predict import predict
 from sam2sod.models.sod_sam2 import SAM2SOD
 from sam2sod.runs.config import load_config
 from sam2sod.runs.splits import split_train_val

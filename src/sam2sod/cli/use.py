@@ -83,7 +83,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("predict", "write saliency maps (8-bit PNG, original size) for images")(_predict_args)
 def _predict(args: argparse.Namespace) -> int:
-    from sam2sod.evaluation.evaluate import predict_report
+    from sam2sod.infer.predict import predict_report
     from sam2sod.infer.predict_options import parse_box, parse_point
 
     points = [parse_point(t) for t in args.point]

@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.errors import SodError
-
-RANDOM_INIT = "RANDOM INIT"
+from sam2sod.runs.loader import RANDOM_INIT, ModelSource, open_source
 
 
 @dataclass
@@ -40,28 +39,25 @@ class Dataset:
     mask_dir: Path
 
 
-def _model_info(run: Path) -> dict[str, Any]:
-    from sam2sod.runs.checkpoints import config_of, read_checkpoint
-
-    ckpt = read_checkpoint(run)
-    return {"ckpt": ckpt, "cfg": config_of(ckpt), "pretrained": bool(ckpt.get("pretrained", False))}
-
-
-def _split_rule(models: dict[str, dict[str, Any]], split: str) -> Any:
+def _split_rule(models: dict[str, ModelSource], split: str) -> Any:
     """The data config whose split-by-name rule `--split` applies (every model must share it)."""
     if split == "all":
         return None
     if not models:
         raise SodError("--split needs a --model: the split by name comes from a run's config")
-    rules = {(m["cfg"].data.train_count, m["cfg"].data.val_count, m["cfg"].data.val_fraction) for m in models.values()}
+    unknown = [name for name, m in models.items() if m.data is None]
+    if unknown:
+        raise SodError(f"--split {split}: {', '.join(unknown)} does not record how its training data was split; "
+                       f"benchmark on a held-out root without --split")
+    rules = {(m.data.train_count, m.data.val_count, m.data.val_fraction) for m in models.values()}
     if len(rules) > 1:
         raise SodError(f"--split {split}: the models split their data differently ({sorted(rules, key=str)}); "
                        f"benchmark them on a held-out root without --split")
-    return next(iter(models.values()))["cfg"].data
+    return next(iter(models.values())).data
 
 
 def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, rule: Any,
-                      drop: dict[str, set[str]]) -> list[Dataset]:
+                      drop: dict[str, set[str]], recursive: bool = False) -> list[Dataset]:
     from sam2sod.data import find_pairs
     from sam2sod.data.discovery import find_layout
     from sam2sod.runs.splits import link_subset, split_pairs
@@ -69,7 +65,7 @@ def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, 
     sets = []
     for name, root in specs:
         image_dir, mask_dir = find_layout(root)
-        pairs = find_pairs(root)
+        pairs = find_pairs(root, recursive=recursive)
         if rule is not None:
             pairs = split_pairs(rule, pairs)[split]
             if not pairs:
@@ -84,14 +80,14 @@ def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, 
     return sets
 
 
-def _overlaps(models: dict[str, dict[str, Any]], specs: Sequence[tuple[str, Path]], exclude: bool,
+def _overlaps(models: dict[str, ModelSource], specs: Sequence[tuple[str, Path]], exclude: bool,
               threshold: int) -> dict[str, set[str]]:
     """Warn about (and with `exclude`, return for dropping) test images that duplicate a model's training data."""
     from sam2sod.data.datasets import describe_overlap, find_overlap, overlap_names
 
     drop: dict[str, set[str]] = {}
     for method, m in models.items():
-        train_root = m["cfg"].data.root
+        train_root = m.data.root if m.data is not None else None
         if not train_root or not Path(train_root).is_dir():
             continue
         for name, root in specs:
@@ -107,8 +103,8 @@ def _overlaps(models: dict[str, dict[str, Any]], specs: Sequence[tuple[str, Path
     return drop
 
 
-def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, device: str,
-                    batch_size: int) -> tuple[Path, dict[str, Any]]:
+def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, device: str,
+                    batch_size: int, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images.
 
     Returns (folder, done.json record with `infer_ms` and `params`, the model's total parameter count).
@@ -116,12 +112,10 @@ def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, d
     from sam2sod.infer.inference import predict_items
     from sam2sod.models import count_params
     from sam2sod.models.random_init import quiet_random_init
-    from sam2sod.runs.checkpoints import build_model_from_checkpoint
     from sam2sod.runs.runtime import select_device
 
     folder = out / "pred" / method / ds.name
-    ckpt = info["ckpt"]
-    key = {"checkpoint": str(ckpt["path"]), "step": ckpt.get("step"), "images": sorted(p.name for p in ds.pairs)}
+    key = {"checkpoint": str(source.path), "step": source.step, "images": sorted(p.name for p in ds.pairs)}
     done = folder / "done.json"
     if done.is_file():
         old = json.loads(done.read_text(encoding="utf-8"))
@@ -130,13 +124,12 @@ def _predict_cached(method: str, info: dict[str, Any], ds: Dataset, out: Path, d
             return folder, old
     dev = select_device(device)
     with quiet_random_init():
-        model = build_model_from_checkpoint(ckpt, dev)
-    cfg = info["cfg"]
+        model = source.build(dev).model
     items = [(p.name, p.image, None) for p in ds.pairs]
     t0 = time.perf_counter()
-    with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img") as bar:
-        for name, pred in predict_items(model, items, cfg.model.image_size, dev, batch_size,
-                                        multimask=cfg.model.multimask):
+    with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img", disable=not progress) as bar:
+        for name, pred in predict_items(model, items, source.image_size, dev, batch_size,
+                                        multimask=source.multimask):
             atomic_save_image(Image.fromarray(pred), folder / f"{name}.png")
             bar.update()
     record = {**key, "infer_ms": 1000 * (time.perf_counter() - t0) / len(items),
@@ -156,7 +149,8 @@ def _pred_folder(method: str, root: Path, ds: Dataset, n_sets: int) -> Path:
 
 
 def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_names: list[str], out: Path,
-           workers: int | None, notes: dict[str, str]) -> tuple[dict, dict]:
+           workers: int | None, notes: dict[str, str], recursive: bool = False,
+           progress: bool = True) -> tuple[dict, dict]:
     """-> ({dataset: {method: metrics}}, {method: {dataset: ImageScores}}), writing scores/DATASET/."""
     from sam2sod.data.io import load_mask
     from sam2sod.evaluation.score import load_prediction, score_method, write_output_set
@@ -169,7 +163,8 @@ def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_nam
     for ds in sets:
         results = []
         for method, by_set in pred_dirs.items():
-            r = score_method(method, by_set[ds.name], ds.mask_dir, workers, nested_warning=False)
+            r = score_method(method, by_set[ds.name], ds.mask_dir, workers, progress, recursive=recursive,
+                             nested_warning=False)
             names = [row["name"] for row in r.per_image]
             extra = None
             values = dict(r.metrics)
@@ -200,8 +195,14 @@ def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequenc
               metrics: str | None = None, show: Sequence[str] | None = None, split: str = "all",
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
               workers: int | None = None, device: str = "auto", batch_size: int = 8,
-              overwrite: bool = False) -> dict[str, Any]:
-    """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}."""
+              overwrite: bool = False, base_checkpoint: str | None = None, recursive: bool = False,
+              progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}.
+
+    `models` maps names to anything `sam2sod.load_model` opens (run folder, best.pt / last.pt, export folder);
+    `base_checkpoint`: the official SAM2 weights of runs whose recorded base file moved. `recursive`: include
+    images in sub-folders of each dataset.
+    """
     from sam2sod.metrics.extra import parse_metric_names
     from sam2sod.outputs import prepare_output_dir
     from sam2sod.report.html import default_figures, write_html_report
@@ -219,25 +220,25 @@ def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequenc
     if split not in ("all", "train", "val", "test"):
         raise SodError(f"--split must be all, train, val or test; got {split!r}")
     core, extra_names = parse_metric_names(metrics) if metrics else ([], [])
-    infos = {m: _model_info(Path(run)) for m, run in models.items()}
+    infos = {m: open_source(run, base_checkpoint) for m, run in models.items()}
     out = prepare_output_dir(out, overwrite=overwrite, command="benchmark",
                              inputs=[Path(r) for _, r in datasets] + [Path(p) for p in preds.values()])
     drop = _overlaps(infos, datasets, exclude_overlap, overlap_threshold)
-    sets = _prepare_datasets(datasets, out, split, _split_rule(infos, split), drop)
-    notes = {m: f"{RANDOM_INIT}: no pretrained weights" for m, i in infos.items() if not i["pretrained"]}
+    sets = _prepare_datasets(datasets, out, split, _split_rule(infos, split), drop, recursive)
+    notes = {m: f"{RANDOM_INIT}: no pretrained weights" for m, i in infos.items() if not i.pretrained}
     pred_dirs: dict[str, dict[str, Path]] = {m: {} for m in names}
     method_info: dict[str, dict[str, Any]] = {}
     for m, info in infos.items():
         records = []
         for ds in sets:
-            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size)
+            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size, progress)
             records.append(record)
         method_info[m] = {"params": records[0]["params"],
                           "inference_ms": sum(r["infer_ms"] for r in records) / len(records)}
     for m, root in preds.items():
         for ds in sets:
             pred_dirs[m][ds.name] = _pred_folder(m, Path(root), ds, len(sets))
-    metric_values, scores = _score(sets, pred_dirs, extra_names, out, workers, notes)
+    metric_values, scores = _score(sets, pred_dirs, extra_names, out, workers, notes, recursive, progress)
     wanted = [*core, *extra_names] if metrics else None
     stats = benchmark_statistics(scores, wanted, n_resamples=n_resamples, seed=seed)
     rows = build_rows(metric_values, stats, wanted)

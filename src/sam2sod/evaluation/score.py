@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sam2sod.atomic import atomic_write_text, current_umask
-from sam2sod.data.discovery import count_nested_images, list_images
+from sam2sod.data.discovery import list_images, warn_nested
 from sam2sod.data.io import load_mask
 from sam2sod.errors import SodError, format_names
 from sam2sod.metrics import PairScores, aggregate, pair_scores
@@ -159,14 +159,6 @@ def _check_dirs(pred_dir: Path, gt_dir: Path) -> None:
             raise SodError(f"{label} folder {d} does not exist")
         if not d.is_dir():
             raise SodError(f"{flag} {d} is a file, not a folder: give the folder that holds the {label}s")
-
-
-def warn_nested(folder: Path, label: str) -> None:
-    """One warning line when a non-recursive listing of `folder` skips image files in its sub-folders."""
-    nested = count_nested_images(folder)
-    if nested:
-        print(f"warning: {nested} {label} files in sub-folders of {folder} are skipped; pass --recursive to "
-              "include them", file=sys.stderr)
 
 
 def check_score_inputs(preds: dict[str, Path], gt_dir: Path, recursive: bool = False) -> None:

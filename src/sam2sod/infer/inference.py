@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from sam2sod.data.io import load_image, load_mask
 from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD
 from sam2sod.errors import SodError
+from sam2sod.infer.forward import check_refine, logits_to_uint8, run_model
 
 ORACLE_LABEL = "oracle prompt (uses ground truth)"
 
@@ -82,15 +83,6 @@ def collate_skipping(samples: list[dict]) -> dict:
             "errors": [(s["index"], s["error"]) for s in samples if "error" in s]}
 
 
-def logits_to_uint8(logits: torch.Tensor, size_hw: tuple[int, int]) -> np.ndarray:
-    """Logits 1xhxw -> saliency uint8 HxW at the original size (bilinear upsampling of the logits).
-
-    In place after the upsampling: one float32 map of the original size (4 bytes per pixel) at most.
-    """
-    up = F.interpolate(logits[None].float(), size=tuple(size_hw), mode="bilinear", align_corners=False)[0, 0]
-    return up.sigmoid_().mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-
-
 def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path | None]], image_size: int,
                   device: torch.device, batch_size: int = 8, oracle: str | None = None, workers: int | None = 0,
                   multimask: bool = False, autocast_dtype: torch.dtype | None = None,
@@ -101,13 +93,12 @@ def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path 
 
     `oracle` in {None, "box", "points", "mask"}: prompts derived from the GT mask (an upper bound that
     leaks the answer; callers must label such results with `ORACLE_LABEL`). `refine` / `tta`: self-prompted
-    refinement passes and flip TTA (`sam2sod.infer.refine.run_model`; no ground truth is read for them).
+    refinement passes and flip TTA (`sam2sod.infer.forward.run_model`; no ground truth is read for them).
     `workers`: DataLoader processes decoding the next batches while the model runs (None: `default_workers`).
     `on_unreadable(item, error)`: called for an image that cannot be decoded, which is then skipped (without
     it the error is raised).
     """
     from sam2sod.data.prompts import collate_prompts, oracle_prompts
-    from sam2sod.infer.refine import check_refine, run_model
 
     tta = check_refine(refine, tta, model)
     if refine and oracle is not None:

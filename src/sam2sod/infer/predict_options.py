@@ -25,7 +25,7 @@ from sam2sod.infer.formats import (
     encode_image,
     to_mask,
 )
-from sam2sod.infer.refine import check_refine
+from sam2sod.infer.forward import check_refine
 
 __all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "encode_outputs"]
 

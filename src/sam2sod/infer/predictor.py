@@ -12,20 +12,21 @@ H). Classical baselines are prompt-free: they work with ``predict()`` / ``predic
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from sam2sod.data.prompts import PromptBatch, Prompts, collate_prompts
 from sam2sod.errors import SodError
-from sam2sod.infer.refine import _best_low_res, check_refine, is_promptable, run_model
+from sam2sod.infer.forward import check_refine, is_promptable, run_model, saliency_from_logits, saliency_to_uint8
+from sam2sod.infer.refine import best_low_res
+
+if TYPE_CHECKING:
+    from sam2sod.runs.loader import LoadedModel
 
 __all__ = ["Prediction", "Predictor", "load_rgb", "make_prompt_batch", "saliency_from_logits"]
 
@@ -45,13 +46,7 @@ class Prediction(NamedTuple):
 
     def to_uint8(self) -> np.ndarray:
         """(H,W) uint8, rounded exactly as the saliency PNGs of `sam2sod predict` / `evaluate`."""
-        return np.clip(np.round(self.saliency * np.float32(255)), 0, 255).astype(np.uint8)
-
-
-def saliency_from_logits(logits: torch.Tensor, size_hw: tuple[int, int]) -> np.ndarray:
-    """Logits (1,h,w) -> float32 (H,W) saliency in 0..1 (bilinear upsampling of the logits, then sigmoid)."""
-    up = F.interpolate(logits[None].float(), size=tuple(size_hw), mode="bilinear", align_corners=False)[0, 0]
-    return torch.sigmoid(up).cpu().numpy().astype(np.float32)
+        return saliency_to_uint8(self.saliency)
 
 
 def load_rgb(image: ImageLike) -> np.ndarray:
@@ -163,30 +158,16 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", dtype: torch.dtype | str | None = None,
                         base_checkpoint: str | None = None) -> Predictor:
-        """From a run directory, a run checkpoint (best.pt / last.pt) or an exported model folder
-        (config.json + model.safetensors). `device`: auto | cpu | cuda[:N] | mps; `dtype`: autocast dtype."""
-        from sam2sod.runs.runtime import select_device
+        """From anything `sam2sod.load_model` opens: a run directory, a run checkpoint (best.pt / last.pt) or an
+        exported model folder. `device`: auto | cpu | cuda[:N] | mps; `dtype`: autocast dtype."""
+        from sam2sod.runs.loader import load_model
 
-        p, dev = Path(path), select_device(device)
-        if p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file():
-            try:
-                from sam2sod.export import load_exported
-            except ImportError:
-                raise SodError(f"{p} is an exported model folder, but this install has no sam2sod.export") from None
-            model = load_exported(p, device=dev)
-            cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
-            mcfg = cfg.get("model", cfg) if isinstance(cfg.get("model", cfg), dict) else cfg
-            size = getattr(model, "image_size", None) or mcfg.get("image_size")
-            if size is None:
-                raise SodError(f"{p / 'config.json'} does not say the model's image_size")
-            pretrained = getattr(model, "model_is_pretrained", cfg.get("pretrained"))
-            return cls(model, int(size), dev, dtype, bool(mcfg.get("multimask", False)), pretrained)
-        from sam2sod.runs.checkpoints import build_model_from_checkpoint, config_of, read_checkpoint
+        return cls.from_loaded(load_model(path, device, base_checkpoint), dtype)
 
-        ckpt = read_checkpoint(p)
-        cfg = config_of(ckpt)
-        model = build_model_from_checkpoint(ckpt, dev, base_checkpoint)
-        return cls(model, cfg.model.image_size, dev, dtype, cfg.model.multimask, bool(ckpt.get("pretrained", False)))
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, dtype: torch.dtype | str | None = None) -> Predictor:
+        """From a `sam2sod.runs.loader.LoadedModel` (its model, image size, device and multimask setting)."""
+        return cls(loaded.model, loaded.image_size, loaded.device, dtype, loaded.multimask, loaded.pretrained)
 
     # ------------------------------------------------------------------ image state
     @property
@@ -259,7 +240,7 @@ class Predictor:
         with self._autocast():
             out = run_model(self.model, self._image, None if prompts is None else prompts.to(self.device), mm,
                             refine, tta, features=feats)
-        low = _best_low_res(out)[0].float().cpu().numpy() if "best_index" in out else \
+        low = best_low_res(out)[0].float().cpu().numpy() if "best_index" in out else \
             out["low_res_logits"][0, :1].float().cpu().numpy()
         iou = out["iou"][0]
         best = int(out["best_index"][0]) if "best_index" in out and iou.numel() > 1 else 0

@@ -22,35 +22,9 @@ from torch import Tensor
 from sam2sod.data.prompts import LABEL_BG, LABEL_BOX_BR, LABEL_BOX_TL, LABEL_FG, PromptBatch, Prompts, collate_prompts
 from sam2sod.errors import SodError
 
-__all__ = ["TTA_MODES", "check_refine", "decode_refined", "flip_prompts", "is_promptable", "run_model",
-           "self_prompts"]
+__all__ = ["best_low_res", "decode_refined", "flip_prompts", "self_prompts"]
 
-TTA_MODES = ("none", "flip")
 _MIN_PART = 0.05  # components smaller than this fraction of the largest one are ignored (speckle)
-
-
-def is_promptable(model: torch.nn.Module) -> bool:
-    """True for SAM2 methods whose forward is `encode_image` + `decode` (cacheable embedding, prompts);
-    False for classical baselines and SAM2 methods with their own prompt-free forward (sam2unet)."""
-    from sam2sod.models.sod_sam2 import SAM2SOD
-
-    return isinstance(model, SAM2SOD) and type(model).forward is SAM2SOD.forward
-
-
-def _name(model: torch.nn.Module) -> str:
-    return str(getattr(model, "method", None) or type(model).__name__)
-
-
-def check_refine(refine: int, tta: str | None, model: torch.nn.Module | None = None) -> str | None:
-    """Validate `refine` (>= 0) and `tta` (None / "none" / "flip"); returns tta as None or "flip"."""
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise SodError(f"--refine must be an integer >= 0, got {refine!r}")
-    if tta not in (None, *TTA_MODES):
-        raise SodError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    if refine and model is not None and not is_promptable(model):
-        raise SodError(f"--refine needs a promptable SAM2 model; {_name(model)} is prompt-free (no prompts, "
-                       "no self-prompting)")
-    return None if tta in (None, "none") else tta
 
 
 def self_prompts(logits: Tensor, low_res: Tensor) -> Prompts:
@@ -89,7 +63,7 @@ def _deepest(dist: np.ndarray) -> tuple[float, float]:
     return float(cols[i]), float(rows[i])
 
 
-def _best_low_res(out: dict[str, Tensor]) -> Tensor:
+def best_low_res(out: dict[str, Tensor]) -> Tensor:
     """(B,1,S/4,S/4): the low-res logits of the mask `logits` came from (the best one with multimask)."""
     low = out["low_res_logits"]
     if "best_index" in out and low.shape[1] > 1:
@@ -110,13 +84,13 @@ def decode_refined(model: torch.nn.Module, features: dict[str, Any], prompts: Pr
     out = model.decode(features, prompts, multimask)
     size = int(out["logits"].shape[-1])
     for _ in range(refine):
-        low = _best_low_res(out)
+        low = best_low_res(out)
         batch = collate_prompts([self_prompts(out["logits"][i], low[i]) for i in range(low.shape[0])], size)
         if batch is None:
             break
         out = model.decode(features, batch.to(low.device), multimask)
     if refine:
-        out = {**out, "low_res_logits": _best_low_res(out)}
+        out = {**out, "low_res_logits": best_low_res(out)}
     return out
 
 
@@ -136,59 +110,3 @@ def flip_prompts(prompts: PromptBatch | None, size: int) -> PromptBatch | None:
     return PromptBatch(points, labels, prompts.mask_input.flip(-1), prompts.has_mask)
 
 
-def _best_only(out: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Keep only the returned mask's low-res logits (B,1,h,w) and IoU (B,1) (multimask: the best of 3)."""
-    if "best_index" not in out:
-        return out
-    best = out["best_index"]
-    rest = {k: v for k, v in out.items() if k not in ("best_index", "all_logits")}
-    return {**rest, "low_res_logits": _best_low_res(out), "iou": out["iou"].gather(1, best[:, None])}
-
-
-def _unflip(out: dict[str, Tensor]) -> dict[str, Tensor]:
-    keep = {}
-    for k, v in out.items():
-        is_map = isinstance(v, Tensor) and v.ndim == 4 and k != "all_logits"
-        keep[k] = v.flip(-1) if is_map else v
-    return keep
-
-
-def _merge(outs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Average the views' probabilities of `logits` / `low_res_logits` (returned as logits) and `iou`."""
-    merged: dict[str, Tensor] = {}
-    for key in ("logits", "low_res_logits"):
-        if all(key in o for o in outs):
-            p = torch.stack([torch.sigmoid(o[key].float()) for o in outs]).mean(0)
-            merged[key] = torch.logit(p, eps=1e-6)
-    if all("iou" in o for o in outs):
-        merged["iou"] = torch.stack([o["iou"].float() for o in outs]).mean(0)
-    return merged
-
-
-def _one_view(model: torch.nn.Module, images: Tensor, prompts: PromptBatch | None, multimask: bool,
-              refine: int, features: dict[str, Any] | None = None) -> dict[str, Tensor]:
-    if not is_promptable(model):
-        if prompts is not None or refine:
-            raise SodError(f"{_name(model)} is prompt-free: it takes no prompts and cannot --refine")
-        return model(images)
-    feats = model.encode_image(images) if features is None else features
-    return decode_refined(model, feats, prompts, multimask, refine)
-
-
-def run_model(model: torch.nn.Module, images: Tensor, prompts: PromptBatch | None = None, multimask: bool = False,
-              refine: int = 0, tta: str | None = None,
-              features: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)) -> dict[str, Tensor]:
-    """images (B,3,S,S) -> the model's output dict (logits (B,1,S,S), ...) with refinement and TTA.
-
-    With refine 0 and no TTA this is exactly ``model(images, prompts, multimask=multimask)``. `features`:
-    cached `encode_image` outputs of the image and of its mirror (either may be None: computed here).
-    """
-    tta = check_refine(refine, tta, model)
-    if not refine and tta is None and features[0] is None:
-        return model(images, prompts, multimask=multimask)
-    out = _one_view(model, images, prompts, multimask, refine, features[0])
-    if tta is None:
-        return out
-    mirrored = _one_view(model, images.flip(-1), flip_prompts(prompts, images.shape[-1]), multimask, refine,
-                         features[1])
-    return _merge([_best_only(out), _unflip(_best_only(mirrored))])

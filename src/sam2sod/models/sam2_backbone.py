@@ -159,8 +159,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     obj = load_weights_file(path, "SAM2 checkpoint")
     if isinstance(obj, dict) and str(obj.get("format", "")).startswith("sam2sod-"):
         raise SodError(f"{path} is a sam2sod fine-tuned checkpoint, not a SAM2 base checkpoint: "
-                       "load it with load_tuned_checkpoint / create_model_from_state (a run's best.pt / "
-                       "last.pt: model.init_from in the config)")
+                       "open it with sam2sod.load_model (a run folder, best.pt / last.pt), or start a run from "
+                       "it with model.init_from in the config")
     sd = obj
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
@@ -217,17 +217,15 @@ def state_dict_mismatch(
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Strictly load an official SAM2 checkpoint into a `SAM2Base` built by `build_sam2_model`.
 
-    `path` may also be an official name such as 'sam2.1_hiera_tiny' (`sam2sod.weights`: read from the weights
-    cache). On any key/shape mismatch raise SodError naming the keys and the variant the file looks like.
+    `path` is a file: official names such as 'sam2.1_hiera_tiny' are resolved to their cached file before the
+    model is built (`sam2sod.weights.resolve_checkpoint`; run configs and --base-checkpoint do that). On any
+    key/shape mismatch raise SodError naming the keys and the variant the file looks like.
     """
     from sam2.modeling.sam2_base import SAM2Base
-
-    from sam2sod.weights import resolve_checkpoint
 
     if not isinstance(model, SAM2Base):
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
-    path = resolve_checkpoint(path)
     sd = read_state_dict(path)
     expected = model.state_dict()
     problem = state_dict_mismatch(expected, sd)

@@ -47,12 +47,18 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
 
 def model_from_config(m: ModelConfig, device: torch.device | str = "cpu", seed: int = 0,
                       checkpoint: str | None = None) -> torch.nn.Module:
-    """`create_model` for a `ModelConfig` (SAM2 method or classical baseline), optionally another base file."""
-    from sam2sod.models import create_model
+    """`create_model` for a `ModelConfig` (SAM2 method or classical baseline), optionally another base file.
 
+    An official name as the base (e.g. sam2.1_hiera_tiny) is read from the weights cache (`sam2sod.weights`).
+    """
+    from sam2sod.models import create_model
+    from sam2sod.weights import resolve_checkpoint
+
+    base = checkpoint or m.checkpoint
+    base = resolve_checkpoint(base) if base else None
     extra = {"backbone_weights": m.backbone_weights} if m.backbone_weights else {}
     return create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
-                        checkpoint=checkpoint or m.checkpoint, device=str(device), seed=seed, **extra, **m.args)
+                        checkpoint=base, device=str(device), seed=seed, **extra, **m.args)
 
 
 def build_model_from_checkpoint(ckpt: dict[str, Any], device: torch.device,

@@ -1,6 +1,7 @@
 """`model.init_from`: start a new run from another run's weights (a stage of a multi-stage recipe, or
-fine-tuning a finished model on new data): a run folder, its best.pt / last.pt, or a `sam2sod export` folder
-(safetensors; LoRA there is already folded into the base weights, so a new LoRA run starts from the merged ones).
+fine-tuning a finished model on new data): whatever `sam2sod.load_model` opens (a run folder, its best.pt /
+last.pt, or a `sam2sod export` folder; LoRA in an export is already folded into the base weights, so a new
+LoRA run starts from the merged ones).
 
 Every tensor of the source model whose name and shape exist in the new model is copied; tensors only
 the new model has (modules a later stage adds) keep their initialisation. Frozen tensors that the copy
@@ -46,12 +47,8 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> dict[str, A
 
 
 def _source_state(source: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict, path shown in the log) of a run, a run checkpoint or an export folder."""
-    from sam2sod.export import is_export, load_exported
+    """(state dict, path shown in the log) of anything `sam2sod.runs.loader.load_model` opens."""
+    from sam2sod.runs.loader import load_model
 
-    if is_export(source):
-        return load_exported(source).state_dict(), str(source)
-    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
-
-    ckpt = read_checkpoint(source)
-    return build_model_from_checkpoint(ckpt, torch.device("cpu")).state_dict(), ckpt["path"]
+    loaded = load_model(source, "cpu")
+    return loaded.model.state_dict(), str(loaded.path)

@@ -69,13 +69,13 @@ def evaluate_cell(run: Path, cfg: TrainConfig) -> dict[str, float]:
     from sam2sod.infer.inference import predict_items
     from sam2sod.metrics import SODMetrics
     from sam2sod.models.random_init import quiet_random_init
-    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.runs.loader import load_model
     from sam2sod.runs.runtime import select_device
     from sam2sod.runs.splits import as_items, split_pairs
 
     device = select_device(cfg.device)
     with quiet_random_init():
-        model = build_model_from_checkpoint(read_checkpoint(run / "best.pt"), device)
+        model = load_model(run / "best.pt", device).model
     val = as_items(split_pairs(cfg.data)[score_split(cfg)])
     acc = SODMetrics()
     masks = {n: m for n, _, m in val}
