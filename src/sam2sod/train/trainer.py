@@ -38,12 +38,12 @@ from sam2sod.runs.runtime import (
     set_rng_state,
     warmup_cosine,
 )
+from sam2sod.models.random_init import quiet_random_init
 from sam2sod.runs.splits import build_train_dataset, decode_check, split_train_val
 from sam2sod.train.batch import (  # noqa: F401  (compute_loss and simulate_batch_prompts are re-exported)
     compute_loss,
     multiscale_sizes,
     prompts_enabled,
-    quiet_random_init,
     rescale_batch,
     simulate_batch_prompts,
 )
