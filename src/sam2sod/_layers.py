@@ -8,13 +8,15 @@ Each entry names top-level parts of the package (a sub-package or a module); ``"
 from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "version", "_layers"),  # SodError; __version__; this order
+    ("errors", "version", "wording", "_layers"),  # SodError; __version__; plural(); this order
     ("atomic", "safe_load", "names", "lock"),  # atomic writes, safe torch.load, file names, run locks
     ("data",),  # image/mask I/O, transforms, pairing, prompts, synthetic data, data.datasets (registry, checks)
     ("outputs",),  # the --out folder guard (knows dataset layouts)
     ("metrics",),  # PySODMetrics-exact measures
     ("losses",),
-    ("models",),  # architectures: create_model(method, checkpoint=FILE); no weight names, no run files
+    # architectures: create_model(method, checkpoint=FILE), no weight names, no run files; zero-shot SAM2;
+    # hf_format: SAM2 weights in the transformers layout
+    ("models", "hf_format"),
     ("weights",),  # official SAM2 weights by name: registry, download, verify; names -> files
     ("runs",),  # run config, checkpoints, splits, init_from, runtime, THE loader `load_model`
     ("report",),  # tables, statistics, curves, qualitative grids, HTML: no model code

@@ -85,6 +85,10 @@ def _click_image(page, selector: str, fx: float, fy: float) -> None:
     img.click(position={"x": (w - cw) / 2 + fx * cw, "y": (h - ch) / 2 + fy * ch})
 
 
+def _upload(page, path: Path) -> None:
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+
+
 def test_demo_in_a_real_browser(demo_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -92,13 +96,14 @@ def test_demo_in_a_real_browser(demo_url, tmp_path):
     img = (rng.random((150, 200, 3)) * 80).astype(np.uint8)
     img[40:110, 110:175] = (230, 40, 40)
     Image.fromarray(img).save(tmp_path / "upload.png")
+    (tmp_path / "notes.png").write_text("this is a text file, not a PNG\n")
     exe = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1100})
             page.goto(demo_url)
-            page.locator("#input-image input[type=file]").set_input_files(str(tmp_path / "upload.png"))
+            _upload(page, tmp_path / "upload.png")
             page.wait_for_selector("#saliency img", timeout=120_000)
             status = page.locator("#status textarea")
             assert status.input_value().startswith("prompt-free")
@@ -111,10 +116,26 @@ def test_demo_in_a_real_browser(demo_url, tmp_path):
             assert "1 point(s) (1 fg, 0 bg)" in status.input_value()
             after = _png(page, "#saliency img")
             assert after.shape == before.shape and not np.array_equal(after, before), "the click changed the map"
-            assert page.locator("#downloads a").count() >= 4
+            links = page.locator("#downloads a")
+            assert links.count() >= 4
+            names = [(links.nth(i).get_attribute("download") or "") + (links.nth(i).get_attribute("href") or "")
+                     for i in range(links.count())]
+            assert any("upload_saliency.png" in n for n in names), names
             shot = tmp_path / "demo_screenshot.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"screenshot: {shot}")
+
+            # a failed upload over a good image: one plain sentence, the outputs cleared, clicks refused
+            page.locator("#upload button[aria-label='Clear']").first.click()
+            page.wait_for_function("() => !document.querySelector('#saliency img')", timeout=60_000)
+            assert "image removed" in status.input_value()
+            _upload(page, tmp_path / "notes.png")
+            page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('error')",
+                                   timeout=60_000)
+            text = status.input_value()
+            assert text.startswith("error: this file is not an image we can read: notes.png"), text
+            assert page.locator("#saliency img").count() == 0 and page.locator("#overlay img").count() == 0
+            assert "Could not preprocess" not in page.content()
         finally:
             browser.close()

@@ -1,23 +1,31 @@
 """`sam2sod demo`: a Gradio app around `sam2sod.Predictor` (runs on CPU).
 
-Upload an image: the prompt-free saliency map, the cut-out and an overlay appear. Clicking the image or
+Upload an image file: the prompt-free saliency map, the cut-out and an overlay appear. Clicking the image or
 the overlay adds a foreground / background point, or (box mode) one box corner per click; every change
-decodes the cached embedding again (the encoder runs once per image). The PNGs (map, mask, cut-out,
-overlay) can be downloaded. Gradio is an optional extra: ``pip install 'sam2sod[demo]'``.
+decodes the cached embedding again (the encoder runs once per image) and keeps the previous result on screen
+until the new one is ready. The PNGs (map, mask, cut-out, overlay) are named after the uploaded file and can
+be downloaded. A file that is not a readable image, or one above `MAX_PIXELS`, is refused with one sentence
+in the status line; an image above `DISPLAY_PIXELS` is downscaled (aspect kept) before display and
+prediction. Gradio is an optional extra: ``pip install 'sam2sod[demo]'``.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
+import re
+import socket
 import tempfile
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from sam2sod.atomic import atomic_save_image
 from sam2sod.errors import SodError
@@ -25,19 +33,26 @@ from sam2sod.infer.formats import cutout, draw_overlay, to_mask
 from sam2sod.infer.predictor import Prediction, Predictor
 from sam2sod.outputs import prepare_output_dir
 
-__all__ = ["MODES", "DemoSession", "build_demo", "launch", "render"]
+__all__ = ["DISPLAY_PIXELS", "MAX_PIXELS", "MODES", "DemoSession", "build_demo", "check_address", "launch",
+           "load_upload", "render"]
 
 MODES = ("foreground point", "background point", "box (2 clicks)")
+MAX_PIXELS = 40_000_000  # uploads above this many pixels (e.g. 8000 x 5000) are refused, read from the header
+DISPLAY_PIXELS = 4_000_000  # uploads above this are downscaled to it (aspect kept) for display and prediction
 RANDOM_INIT = ("**RANDOM INIT**: this model's SAM2 base has no pretrained weights; maps show what the pipeline "
                "does, not what SAM2 can do.")
+NO_IMAGE = "upload an image first"
+_OUTPUTS = ("saliency", "mask", "cutout", "overlay")
 
 
 @dataclass
 class DemoSession:
-    """One browser session: its image, prompts (original pixels) and download folder."""
+    """One browser session: its image (RGB HxWx3), file stem, prompts (image pixels) and download folder key."""
 
     image: np.ndarray | None = None
     key: str = ""
+    stem: str = "image"
+    note: str = ""  # e.g. "downscaled from 6000x4000", shown in the status line
     points: list[tuple[int, int]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     box: tuple[int, int, int, int] | None = None
@@ -45,6 +60,11 @@ class DemoSession:
 
     def clear(self) -> None:
         self.points, self.labels, self.box, self.corner = [], [], None, None
+
+    def forget(self) -> None:
+        """Drop the image and its prompts (a failed upload or a cleared panel)."""
+        self.image, self.key, self.stem, self.note = None, "", "image", ""
+        self.clear()
 
     def describe(self) -> str:
         fg = sum(self.labels)
@@ -54,6 +74,54 @@ class DemoSession:
         if self.corner is not None:
             parts.append(f"box corner {self.corner}: click the opposite corner")
         return ", ".join(parts) or "prompt-free"
+
+
+def _safe_stem(name: str) -> str:
+    """A download-file stem from an uploaded file name: letters, digits, ``. _ -``; 'image' when nothing is left."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name)).stem).lstrip("._-")[:80]
+    return stem or "image"
+
+
+def load_upload(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Read an uploaded file -> (RGB uint8 HxWx3, note); SodError with one plain sentence when it cannot.
+
+    The size comes from the header before any pixel is decoded: above `MAX_PIXELS` it is refused; above
+    `DISPLAY_PIXELS` it is decoded at reduced scale where the format allows (JPEG) and downscaled.
+    """
+    name = Path(path).name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise SodError(f"{name} is too large: the demo takes images up to {MAX_PIXELS / 1e6:.0f} megapixels") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise SodError(f"this file is not an image we can read: {name} ({_reason(err)})") from None
+    with im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise SodError(f"{name} is {w}x{h} ({w * h / 1e6:.1f} megapixels): the demo takes images up to "
+                           f"{MAX_PIXELS / 1e6:.0f} megapixels; downscale it first")
+        scale = min(1.0, (DISPLAY_PIXELS / (w * h)) ** 0.5)
+        try:
+            if scale < 1:
+                im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))  # JPEG: 1/2..1/8 scale
+            rgb = ImageOps.exif_transpose(im.convert("RGB"))
+            rw, rh = rgb.size
+            fit = min(1.0, (DISPLAY_PIXELS / (rw * rh)) ** 0.5)
+            if fit < 1:
+                rgb = rgb.resize((max(1, round(rw * fit)), max(1, round(rh * fit))), Image.Resampling.LANCZOS)
+            arr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+        except (OSError, ValueError, SyntaxError) as err:
+            raise SodError(f"this file is not an image we can read: {name} ({_reason(err)})") from None
+    note = f"downscaled from {w}x{h} to {arr.shape[1]}x{arr.shape[0]}" if scale < 1 else ""
+    return arr, note
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).split("\n")[0]
+    text = re.sub(r"(/[^\s'\"]+)+", "", text).strip(" :'\"")  # no temp paths
+    return text or type(err).__name__
 
 
 def _markers(overlay: np.ndarray, s: DemoSession) -> np.ndarray:
@@ -75,7 +143,10 @@ def _markers(overlay: np.ndarray, s: DemoSession) -> np.ndarray:
 
 def render(predictor: Predictor, s: DemoSession, out_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                              list[str], str]:
-    """Predict with the session's prompts -> (overlay RGB, map L, cut-out RGBA, download paths, status)."""
+    """Predict with the session's prompts -> (overlay RGB, map L, cut-out RGBA, download paths, status).
+
+    The downloads are ``STEM_saliency.png``, ``STEM_mask.png``, ``STEM_cutout.png``, ``STEM_overlay.png``.
+    """
     pts = np.array(s.points, dtype=np.float64) if s.points else None
     lbl = np.array(s.labels) if s.labels else None
     pred: Prediction = predictor.predict(points=pts, labels=lbl, box=s.box)
@@ -83,18 +154,24 @@ def render(predictor: Predictor, s: DemoSession, out_dir: Path) -> tuple[np.ndar
     mask = to_mask(sal)
     overlay = _markers(draw_overlay(s.image, mask), s)
     cut = cutout(s.image, sal)
-    files = {"saliency.png": sal, "mask.png": mask.astype(np.uint8) * 255, "cutout.png": cut,
-             "overlay.png": overlay}
-    for name, arr in files.items():
-        atomic_save_image(Image.fromarray(arr), out_dir / name)
+    arrays = (sal, mask.astype(np.uint8) * 255, cut, overlay)
+    paths = [out_dir / f"{s.stem}_{kind}.png" for kind in _OUTPUTS]
+    for path, arr in zip(paths, arrays, strict=True):
+        atomic_save_image(Image.fromarray(arr), path)
     status = f"{s.describe()}; mask {100 * mask.mean():.1f}% of the image"
     if pred.iou is not None:
         status += f"; predicted IoU {pred.iou:.3f}"
-    return overlay, sal, cut, [str(out_dir / n) for n in files], status
+    if s.note:
+        status += f" ({s.note})"
+    return overlay, sal, cut, [str(p) for p in paths], status
 
 
 class _App:
-    """Handlers shared by all sessions; one lock: the predictor caches one image embedding at a time."""
+    """Handlers shared by all sessions; one lock: the predictor caches one image embedding at a time.
+
+    `upload` / `remove` return (state, image, overlay, map, cut-out, downloads, status); `click` / `clear`
+    return the same without the image. A session without an image clears every output and refuses clicks.
+    """
 
     def __init__(self, predictor: Predictor, out_root: Path):
         self.predictor, self.out_root, self.lock = predictor, out_root, threading.Lock()
@@ -111,26 +188,37 @@ class _App:
             except SodError as err:
                 return (s, None, None, None, None, f"error: {err}")
 
-    def upload(self, image: np.ndarray | None, s: DemoSession | None) -> tuple[Any, ...]:
+    def upload(self, path: str | os.PathLike | None, s: DemoSession | None) -> tuple[Any, ...]:
+        """A new file: read it (or refuse it with one sentence), reset prompts and embedding, predict."""
         s = DemoSession() if s is None else s
-        if image is None:
-            s.image = None
-            return (s, None, None, None, None, "upload an image")
-        s.image = np.ascontiguousarray(image[..., :3].astype(np.uint8))
-        s.key = uuid.uuid4().hex
-        s.clear()
-        return self._run(s)
+        s.forget()
+        if path is None:
+            return (s, None, None, None, None, None, "upload an image")
+        try:
+            image, note = load_upload(path)
+        except SodError as err:
+            return (s, None, None, None, None, None, f"error: {err}; upload another image")
+        s.image, s.note, s.stem, s.key = image, note, _safe_stem(Path(path).name), uuid.uuid4().hex
+        out = self._run(s)
+        return (out[0], image, *out[1:])
+
+    def remove(self, s: DemoSession | None) -> tuple[Any, ...]:
+        """The image was removed from the upload panel: forget it and clear every output."""
+        s = DemoSession() if s is None else s
+        s.forget()
+        return (s, None, None, None, None, None, "image removed: upload an image")
 
     def click(self, mode: str, s: DemoSession | None, evt: Any) -> tuple[Any, ...]:
         if s is None or s.image is None:
-            return (s, None, None, None, None, "upload an image first")
+            return (s, None, None, None, None, NO_IMAGE)
+        h, w = s.image.shape[:2]
         x, y = (int(round(v)) for v in evt.index[:2])
+        x, y = min(max(x, 0), w - 1), min(max(y, 0), h - 1)
         if mode == MODES[2]:
             if s.corner is None:
                 s.corner = (x, y)
             else:
                 (x0, y0), s.corner = s.corner, None
-                h, w = s.image.shape[:2]
                 x0, x1 = sorted((x0, x)) if x0 != x else (max(0, x - 1), min(w, x + 1))
                 y0, y1 = sorted((y0, y)) if y0 != y else (max(0, y - 1), min(h, y + 1))
                 s.box = (x0, y0, x1, y1)
@@ -141,7 +229,7 @@ class _App:
 
     def clear(self, s: DemoSession | None) -> tuple[Any, ...]:
         if s is None or s.image is None:
-            return (s, None, None, None, None, "upload an image")
+            return (s, None, None, None, None, NO_IMAGE)
         s.clear()
         return self._run(s)
 
@@ -154,12 +242,16 @@ def build_demo(predictor: Predictor, out_root: str | Path | None = None, title: 
     app = _App(predictor, root)
     panel = 340  # display height of the image panels, px
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
-        gr.Markdown(f"# {title}\nUpload an image; click it (or the overlay) to add prompts, then download the "
-                    "PNGs." + ("" if predictor.pretrained else f"\n\n{RANDOM_INIT}"))
+        gr.Markdown(f"# {title}\nUpload an image file; click the image (or the overlay) to add prompts, then "
+                    f"download the PNGs. Images above {DISPLAY_PIXELS / 1e6:.0f} megapixels are downscaled; "
+                    f"above {MAX_PIXELS / 1e6:.0f} they are refused."
+                    + ("" if predictor.pretrained else f"\n\n{RANDOM_INIT}"))
         state = gr.State(None)
+        upload = gr.File(label="upload an image (PNG, JPEG, ...)", file_count="single", type="filepath",
+                         elem_id="upload", height=90)
         with gr.Row():
-            inp = gr.Image(label="image (click: add a prompt)", type="numpy", image_mode="RGB",
-                           sources=["upload", "clipboard"], elem_id="input-image", format="png", height=panel)
+            view = gr.Image(label="image (click: add a prompt)", interactive=False, elem_id="input-image",
+                            format="png", height=panel)
             over = gr.Image(label="mask contour + prompts (click: add a prompt)", interactive=False,
                             elem_id="overlay", format="png", height=panel)
         with gr.Row():
@@ -172,16 +264,18 @@ def build_demo(predictor: Predictor, out_root: str | Path | None = None, title: 
                            elem_id="cutout", format="png", height=panel)
         files = gr.File(label="download PNGs", file_count="multiple", interactive=False, elem_id="downloads")
         outputs = [state, over, sal, cut, files, status]
+        quiet = {"show_progress_on": [status]}  # the previous result stays visible while the next is computed
 
         def on_click(m: str, s: DemoSession | None, evt: Any) -> tuple[Any, ...]:
             return app.click(m, s, evt)
 
         on_click.__annotations__["evt"] = gr.SelectData  # a real class: Gradio passes the click event
 
-        inp.upload(app.upload, [inp, state], outputs)
-        inp.select(on_click, [mode, state], outputs)
-        over.select(on_click, [mode, state], outputs)
-        clear.click(app.clear, [state], outputs)
+        upload.upload(app.upload, [upload, state], [state, view, *outputs[1:]], **quiet)
+        upload.clear(app.remove, [state], [state, view, *outputs[1:]], **quiet)
+        view.select(on_click, [mode, state], outputs, **quiet)
+        over.select(on_click, [mode, state], outputs, **quiet)
+        clear.click(app.clear, [state], outputs, **quiet)
     return demo
 
 
@@ -194,15 +288,51 @@ def _gradio() -> Any:
     return gr
 
 
+def check_address(host: str, port: int) -> None:
+    """SodError unless `port` is in 1..65535 and `host`:`port` can be listened on (checked by binding once)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise SodError(f"--port must be an integer in 1..65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise SodError(f"--host {host!r} is not a valid host name or IP address") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
+        try:
+            sock.bind(addr)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise SodError(f"port {port} is in use on {host}: stop what listens there or pick another "
+                               "--port") from None
+            if err.errno in (errno.EACCES, errno.EPERM):
+                raise SodError(f"port {port} needs administrator rights: use a port above 1023") from None
+            kind = "IP address" if _is_ip(host) else "host name"
+            raise SodError(f"--host {host!r} is not an address of this machine ({kind}; {err.strerror})") from None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def launch(checkpoint: str | Path, port: int = 7860, host: str = "127.0.0.1", device: str = "auto",
            base_checkpoint: str | None = None, block: bool = True) -> Any:
-    """Load the model and serve the demo on http://HOST:PORT (blocks until Ctrl-C unless `block` is False)."""
+    """Load the model and serve the demo on http://HOST:PORT (blocks until Ctrl-C unless `block` is False).
+
+    The host and port are checked (`check_address`) before the model loads or Gradio starts.
+    """
     _gradio()
-    if not 0 < int(port) < 65536:
-        raise SodError(f"--port must be in 1..65535, got {port}")
+    check_address(host, port)
     predictor = Predictor.from_pretrained(checkpoint, device=device, base_checkpoint=base_checkpoint)
     demo = build_demo(predictor)
     print(f"sam2sod demo on http://{host}:{port} (Ctrl-C stops it)", flush=True)
-    demo.launch(server_name=host, server_port=int(port), show_error=True, ssr_mode=False, quiet=True,
-                prevent_thread_lock=not block)
+    try:
+        demo.launch(server_name=host, server_port=int(port), show_error=True, ssr_mode=False, quiet=True,
+                    prevent_thread_lock=not block)
+    except OSError as err:  # taken between the check and the start
+        raise SodError(f"port {port} is in use on {host}: pick another --port") from err
     return demo

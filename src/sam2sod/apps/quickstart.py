@@ -15,6 +15,7 @@ import numpy as np
 
 from sam2sod.errors import SodError
 from sam2sod.runs.config import load_config
+from sam2sod.wording import plural
 
 
 def centre_prior(h: int, w: int, sigma: float = 0.3) -> np.ndarray:
@@ -80,7 +81,7 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[], command="quickstart")
     data, run = out / "synthetic", out / "run"
     remove_stale_pairs(data, make_synthetic(data, n=n, size=size, seed=0))
-    print(f"[1/4] synthetic dataset: {data} ({n} pairs, {size} px)")
+    print(f"[1/4] synthetic dataset: {data} ({plural(n, 'pair')}, {size} px)")
     cfg = load_config("quickstart", [f"data.root={data}", f"data.train_count={n_train}", *(overrides or [])])
     device = select_device(cfg.device)
     _, val_items = split_train_val(cfg.data)
@@ -90,14 +91,14 @@ def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: in
     torch.manual_seed(cfg.seed)
     before = validate_model(model, val_items, cfg, device, None)
     del model
-    print(f"[2/4] untrained (random-init) model on {len(val_items)} val images: "
+    print(f"[2/4] untrained (random-init) model on {plural(len(val_items), 'val image')}: "
           f"S {before['S']:.4f}  MAE {before['MAE']:.4f}")
     if (run / "last.pt").exists() or (run / "metrics.csv").exists():  # an earlier quickstart run: start afresh
         import shutil
 
         shutil.rmtree(run)
     summary = train(cfg, run)
-    print(f"[3/4] trained {summary['step']} steps in {summary['train_time_s']:.0f} s: {run}")
+    print(f"[3/4] trained {plural(summary['step'], 'step')} in {summary['train_time_s']:.0f} s: {run}")
     _clear_links(out / "val")
     val_dir = link_subset(val_items, out / "val")
     after = evaluate(run / "best.pt", [val_dir], out / "eval", device=cfg.device, workers=workers,

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _one_line_warnings()
     try:
         return int(args._run(args) or 0)
     except SodError as e:
@@ -49,6 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings() -> None:
+    """Print sam2sod's own warnings (e.g. random init) as one `warning: ...` line, without a source line."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if not category.__module__.startswith("sam2sod"):
+            return default(message, category, filename, lineno, file, line)
+        _close_progress_bars()
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+        return None
+
+    warnings.showwarning = show
 
 
 def _close_progress_bars() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sam2sod.cli.args import command, datasets_file_arg, exclude_overlap_arg, overwrite_arg, recursive_arg
 from sam2sod.errors import SodError
+from sam2sod.wording import plural
 
 
 def _score_args(p: argparse.ArgumentParser) -> None:
@@ -59,8 +60,8 @@ def _make_synthetic(args: argparse.Namespace) -> int:
                        subdirs=("images", "masks"))
     names = make_synthetic(args.out, n=args.n, size=args.size, seed=args.seed)
     stale = remove_stale_pairs(args.out, names)
-    print(f"wrote {len(names)} image/mask pairs to {args.out}/images and {args.out}/masks"
-          + (f" (removed {stale} stale files of an earlier, larger run)" if stale else ""))
+    print(f"wrote {plural(len(names), 'image/mask pair')} to {args.out}/images and {args.out}/masks"
+          + (f" (removed {plural(stale, 'stale file')} of an earlier, larger run)" if stale else ""))
     return 0
 
 
@@ -78,7 +79,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="score only this part of each root, split by name as the models' runs split their data")
     exclude_overlap_arg(p)
     p.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for CIs and p-values")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (an integer >= 0)")
     p.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
@@ -94,6 +95,8 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or args.n_resamples < 10:
         raise SodError("--batch-size and --workers must be >= 1, --n-resamples >= 10")
+    if args.seed < 0:
+        raise SodError(f"--seed must be an integer >= 0 (the bootstrap seed), got {args.seed}")
     models = parse_pred_args(args.model) if args.model else {}
     preds = parse_pred_args(args.pred) if args.pred else {}
     result = benchmark(models, preds, resolve_data_args(args.data, args.datasets), args.out, metrics=args.metrics,
@@ -105,9 +108,10 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _datasets_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["check"],
-                   help="check: folders, counts against the registry, pairing, full decoding, train/test overlap")
+def _datasets_args(parent: argparse.ArgumentParser) -> None:
+    actions = parent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    help_text = "folders, counts against the registry, pairing, full decoding, train/test overlap"
+    p = actions.add_parser("check", help=help_text, description=f"check datasets: {help_text}")
     datasets_file_arg(p)
     p.add_argument("--data", action="append", default=[], metavar="NAME[=DIR]",
                    help="a set to check (repeatable; default: every set of the datasets file)")

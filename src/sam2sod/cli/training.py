@@ -34,7 +34,14 @@ def _quickstart(args: argparse.Namespace) -> int:
 def _train_args(p: argparse.ArgumentParser) -> None:
     config_args(p)
     p.add_argument("--out", type=Path, help="run directory (checkpoints, metrics.csv, tb/, config.yaml)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR exactly, in RUN_DIR (no --out). --set may change only how "
+                        "long and how it trains and logs: optim.epochs, optim.max_steps, optim.time_budget_min, "
+                        "optim.checkpoint_every_steps, optim.max_bad_steps, device, val_batch_size, log_every, "
+                        "data.workers; any other key needs --allow-config-change. Every change is recorded in "
+                        "RUN_DIR/config_changes.txt")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: allow --set to change what is trained (data, model, loss, ...)")
     p.add_argument("--device", help="cuda | cuda:N | mps | cpu (default: config, auto)")
     overwrite_arg(p)
 
@@ -64,16 +71,30 @@ def _check_new_run_dir(out: Path) -> None:
                        f"append to that history: delete {out / 'metrics.csv'} or choose another --out")
 
 
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 @command("train", "fine-tune a model (config + overrides) into a run directory")(_train_args)
 def _train(args: argparse.Namespace) -> int:
     from sam2sod.runs.config import load_config
     from sam2sod.train.stages import run_training
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    if args.allow_config_change and not args.resume:
+        raise SodError("--allow-config-change only applies to --resume RUN_DIR")
     if args.resume:
         if args.config:
             raise SodError("--resume takes its config from the run directory; use --set to change values")
-        summary = run_training(None, args.resume, resume=True, overrides=overrides)
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise SodError(f"--resume continues the run in {args.resume}, not in --out {args.out}: drop --out, or "
+                           f"start a new run with --config {Path(args.resume) / 'config.yaml'} --out {args.out}")
+        summary = run_training(None, args.resume, resume=True, overrides=overrides,
+                               allow_config_change=args.allow_config_change)
+        if summary.get("complete"):
+            print(f"{args.resume} is already complete: {summary['complete']} ({_steps(summary['step'])}, best val "
+                  f"S {summary['best']['S']:.4f})")
+            return 0
     else:
         from sam2sod.outputs import prepare_output_dir
 
@@ -84,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
         prepare_output_dir(args.out, overwrite=args.overwrite, inputs=_config_inputs(cfg), command="train")
         summary = run_training(cfg, args.out)
     best = summary["best"]
-    print(f"done: {summary['step']} steps, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
+    print(f"done: {_steps(summary['step'])}, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
           f"(epoch {best['epoch']}); run: {summary['run_dir']}")
     return 0
 
@@ -115,7 +136,8 @@ def _info(args: argparse.Namespace) -> int:
 def _ablate_args(p: argparse.ArgumentParser) -> None:
     config_args(p)
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
-                   help="a grid axis, e.g. model.method=adapter_cbam,lora (repeatable: cartesian product)")
+                   help="a grid axis, e.g. model.method=adapter_cbam,lora (repeatable with different keys: cartesian "
+                        "product; every cell is checked before the first one trains)")
     p.add_argument("--out", type=Path, required=True, help="one run dir per cell + ablation.md / ablation.csv")
     overwrite_arg(p)
 
@@ -123,13 +145,10 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
 @command("ablate", "train + score every cell of a config grid (resumable), write a table")(_ablate_args)
 def _ablate(args: argparse.Namespace) -> int:
     from sam2sod.outputs import prepare_output_dir
-    from sam2sod.runs.config import load_config
-    from sam2sod.train.ablate import ablate
+    from sam2sod.train.ablate import ablate, plan_cells
 
-    try:
-        inputs = _config_inputs(load_config(args.config, args.overrides))
-    except SodError:  # the grid may fill in what the base config lacks; ablate reports real problems
-        inputs = []
+    cells = plan_cells(args.config, args.grid, args.overrides)  # every cell checked before anything is written
+    inputs = list(dict.fromkeys(p for _, cfg in cells for p in _config_inputs(cfg)))
     prepare_output_dir(args.out, overwrite=args.overwrite, inputs=inputs, command="ablate",
                        legacy_files=("ablation.csv",))  # a grid started before markers existed resumes
     ablate(args.config, args.grid, args.out, args.overrides)

@@ -15,6 +15,7 @@ from sam2sod.cli.args import (
     recursive_arg,
     refine_args,
 )
+from sam2sod.wording import plural
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -94,10 +95,11 @@ def _predict(args: argparse.Namespace) -> int:
                             points=[pt[:2] for pt in points] or None, labels=[pt[2] for pt in points] or None,
                             box=parse_box(args.box) if args.box else None, workers=args.workers, dtype=args.dtype)
     formats = list(dict.fromkeys(args.formats or ["map"]))
-    what = "saliency maps" if formats == ["map"] else f"images as {', '.join(formats)}"
-    print(f"wrote {report.total - len(report.skipped)} {what} to {args.out} ({len(report.written)} files)")
+    n = report.total - len(report.skipped)
+    what = plural(n, "saliency map") if formats == ["map"] else f"{plural(n, 'image')} as {', '.join(formats)}"
+    print(f"wrote {what} to {args.out} ({plural(len(report.written), 'file')})")
     if report.skipped:
-        print(f"error: skipped {len(report.skipped)} of {report.total} images that could not be read (listed "
+        print(f"error: skipped {len(report.skipped)} of {plural(report.total, 'image')} that could not be read (listed "
               "above); the others were written. Use --strict to stop at the first one.", file=sys.stderr)
         return EXIT_SKIPPED
     return 0

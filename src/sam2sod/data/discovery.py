@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam2sod.errors import SodError, format_names
+from sam2sod.wording import plural
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -132,8 +133,8 @@ def warn_nested(folder: Path, label: str) -> None:
     """One warning line when a non-recursive listing of `folder` skips image files in its sub-folders."""
     nested = count_nested_images(folder)
     if nested:
-        print(f"warning: {nested} {label} files in sub-folders of {folder} are skipped; pass --recursive to "
-              "include them", file=sys.stderr)
+        print(f"warning: {plural(nested, label + ' file')} in sub-folders of {folder} are skipped; pass --recursive "
+              "to include them", file=sys.stderr)
 
 
 def _partner_names(name: str) -> set[str]:

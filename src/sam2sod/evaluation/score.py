@@ -39,6 +39,7 @@ from sam2sod.errors import SodError, format_names
 from sam2sod.metrics import PairScores, aggregate, pair_scores
 from sam2sod.metrics.memory import image_pixels, memory_capped_workers
 from sam2sod.outputs import MARKER, read_marker, write_marker
+from sam2sod.wording import plural
 
 METRIC_KEYS = ("Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm")
 SHORT_NAMES = {"Smeasure": "S", "wFmeasure": "wF", "MAE": "MAE", "adpEm": "adpE", "meanEm": "meanE",
@@ -185,7 +186,7 @@ def score_method(name: str, pred_dir: Path, gt_dir: Path, workers: int | None = 
         warn_nested(gt_dir, "mask")
         warn_nested(pred_dir, "prediction")
     if extra:
-        print(f"warning: {name}: {len(extra)} predictions in {pred_dir} have no mask and are ignored: "
+        print(f"warning: {name}: {plural(len(extra), 'prediction')} in {pred_dir} without a mask ignored: "
               f"{format_names(extra)}", file=sys.stderr)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers > 1 and len(items) >= 8:  # the sizes that `_run_pairs` runs in a pool
@@ -197,7 +198,7 @@ def score_method(name: str, pred_dir: Path, gt_dir: Path, workers: int | None = 
         if was_resized:
             resized.append(img_name)
     if resized:
-        print(f"warning: {name}: {len(resized)} predictions differ in size from their mask and were resized "
+        print(f"warning: {name}: {plural(len(resized), 'prediction')} of another size than the mask resized "
               f"(bilinear) to the mask's size: {format_names(resized)}", file=sys.stderr)
     agg = aggregate(scores)
     metrics = {k: float(agg[k]) for k in METRIC_KEYS}

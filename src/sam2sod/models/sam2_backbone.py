@@ -104,7 +104,7 @@ def build_sam2_model(
     """Build a `SAM2Base` (eval mode) from sam2's own config; load an official checkpoint if given.
 
     Without a checkpoint the weights are random (seeded with `seed` without touching the global
-    RNG; None = unseeded) and a RandomInitWarning + logging WARNING are emitted. The returned
+    RNG; None = unseeded) and one RandomInitWarning is emitted. The returned
     model carries `model.sam2sod_base_info` (see `base_info`); `model_is_pretrained(model)`.
     """
     version, size = normalize_version(version), normalize_size(size)
@@ -125,8 +125,8 @@ def build_sam2_model(
         "checkpoint": None, "sha256": None, "seed": seed, "pretrained": False,
     }
     if checkpoint is None:
-        warnings.warn(RANDOM_INIT_WARNING, RandomInitWarning, stacklevel=2)
-        logger.warning(RANDOM_INIT_WARNING)
+        warnings.warn(RANDOM_INIT_WARNING, RandomInitWarning, stacklevel=2)  # the one notice (the CLI prints it
+        # as one `warning:` line); not logged as well, so nobody sees it twice
     else:
         load_checkpoint(model, checkpoint)
     return model.to(device)

@@ -187,11 +187,23 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> None:
+    """`apply_override` for each `--set`; a value that is not valid YAML is one SodError line."""
+    for o in overrides or []:
+        try:
+            apply_override(data, o)
+        except yaml.YAMLError as e:
+            raise SodError(f"--set {o!r}: the value is not valid YAML: {' '.join(str(e).split())}") from None
+
+
 def resolve_config_path(path: str | Path) -> Path:
     """A config file path, or the name of a bundled config (`ecssd700_cpu` -> configs/ecssd700_cpu.yaml)."""
     p = Path(path)
     if p.is_file():
         return p
+    if p.is_dir():
+        hint = f" (a run's config is {p / 'config.yaml'})" if (p / "config.yaml").is_file() else ""
+        raise SodError(f"config {path} is a folder, not a config file: give a YAML file{hint}")
     bundled = CONFIG_DIR / (p.name if p.suffix else f"{p.name}.yaml")
     if bundled.is_file():
         return bundled
@@ -239,7 +251,8 @@ def _read_yaml(p: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise SodError(f"config file {p} is not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:
-        return {}
+        raise SodError(f"config file {p} is empty (no settings in it): add the sections to change (model:, data:, "
+                       f"optim:, ...), or leave out --config to train with the built-in defaults")
     if not isinstance(data, dict):
         raise SodError(f"config file {p}: the top level must be a mapping of sections (model:, data:, optim:, "
                        f"...), got a {type(data).__name__}")
@@ -261,11 +274,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for name in ("model", "data", "prompts", "loss", "optim"):  # `optim:` with nothing under it
         if name in data and data[name] is None:
             data[name] = {}
-    for o in overrides or []:
-        try:
-            apply_override(data, o)
-        except yaml.YAMLError as e:
-            raise SodError(f"--set {o!r}: the value is not valid YAML: {' '.join(str(e).split())}") from None
+    apply_overrides(data, overrides)
     cfg = from_dict(TrainConfig, data)
     validate(cfg)
     resolved = resolve_paths(cfg)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,3 +150,29 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     if not decay and not no_decay:
         raise SodError("the model has no trainable parameters")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+_OOM_TEXT = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's / Python's out-of-memory errors (CUDA OOM, the CPU allocator's, MemoryError)."""
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and any(t in str(err) for t in _OOM_TEXT)
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(what: Callable[[], str]) -> Iterator[None]:
+    """Turn an out-of-memory error inside the block into one SodError line: `what()` (the sizes tried, e.g.
+    "training step 3 at model.image_size 1024, optim.batch_size 8 on cpu") and what to lower."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        tried = re.search(r"allocate ([0-9.]+ ?[KMGT]?i?B|\d+ bytes)", str(err))
+        size = f" (it tried to allocate {tried.group(1)})" if tried else ""
+        raise SodError(f"out of memory in {what()}{size}: lower model.image_size (a multiple of 32) or "
+                       f"optim.batch_size (optim.accum_steps keeps the effective batch), or use a smaller "
+                       f"model.size") from None

@@ -32,8 +32,23 @@ def split_pairs(cfg: DataConfig, pairs: list[Pair] | None = None) -> dict[str, l
     n_val = cfg.val_count if cfg.val_count is not None else n - n_train
     if not (0 < n_train < n and 0 < n_val <= n - n_train):
         raise SodError(f"cannot split {n} pairs into {n_train} train + {n_val} val "
-                       f"(+ {n - n_train - n_val} test) (data.train_count / data.val_count / data.val_fraction)")
+                       f"(+ {n - n_train - n_val} test): {_split_hint(cfg, n, n_train)}")
     return {"train": pairs[:n_train], "val": pairs[n_train:n_train + n_val], "test": pairs[n_train + n_val:]}
+
+
+def _split_hint(cfg: DataConfig, n: int, n_train: int) -> str:
+    """Which config value fixed the impossible split, and how to change it."""
+    if n < 2:
+        return f"training needs at least 2 pairs (train + val), the data holds {n}"
+    if cfg.train_count is not None and not 0 < n_train < n:
+        return (f"data.train_count is {cfg.train_count} but the data holds {n} pairs; set it between 1 and {n - 1}, "
+                f"e.g. --set data.train_count={max(1, round(0.8 * n))} (or data.train_count=null to split by "
+                f"data.val_fraction)")
+    if cfg.train_count is None and not 0 < n_train < n:
+        return (f"data.val_fraction {cfg.val_fraction} leaves {n - n_train} of {n} pairs to validate; set it so "
+                f"both parts get one pair at least, e.g. --set data.val_fraction=0.2")
+    return (f"data.val_count is {cfg.val_count} but only {n - n_train} pairs follow the {n_train} training "
+            f"pairs; set it between 1 and {n - n_train}, or data.val_count=null to validate on all of them")
 
 
 def as_items(pairs: list[Pair]) -> list[tuple[str, object, object]]:

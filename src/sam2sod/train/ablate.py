@@ -31,14 +31,47 @@ COLUMNS = ("cell", "S", "maxE", "wF", "MAE", "maxF", "trainable_params", "total_
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
     """`["model.method=lora,full", "optim.lr=1e-4,1e-3"]` -> [(key, [values...]), ...] (values parsed as YAML)."""
-    grid = []
+    grid: list[tuple[str, list[Any]]] = []
     for spec in specs:
         key, sep, raw = spec.partition("=")
         if not sep or not key or not raw:
             raise SodError(f"--grid {spec!r}: expected KEY=V1,V2,... e.g. model.method=adapter_cbam,lora")
-        values = [yaml.safe_load(v) for v in raw.split(",")]
+        if key in (k for k, _ in grid):
+            raise SodError(f"--grid: the key {key} is given twice; put all its values in one axis, e.g. "
+                           f"{key}=V1,V2,V3")
+        try:
+            values = [yaml.safe_load(v) for v in raw.split(",")]
+        except yaml.YAMLError as e:
+            raise SodError(f"--grid {spec!r}: a value is not valid YAML: {' '.join(str(e).split())}") from None
         grid.append((key, values))
     return grid
+
+
+def plan_cells(config: str | Path | None, grid_specs: list[str],
+               overrides: list[str] | None = None) -> list[tuple[str, TrainConfig]]:
+    """[(cell name, its config)] for every grid cell, each through `train`'s checks (values, data folders,
+    stages, the train/val split), so a bad value stops the grid before the first cell trains."""
+    from sam2sod.runs.splits import split_pairs
+    from sam2sod.train.stages import stage_configs
+
+    grid = parse_grid(grid_specs)
+    keys = [k for k, _ in grid]
+    cells, splits = [], {}
+    for values in itertools.product(*(v for _, v in grid)):
+        assignments = list(zip(keys, values, strict=True))
+        name = cell_name(assignments)
+        cell_overrides = list(overrides or []) + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+                                                  .replace("\n...", "") for k, v in assignments]
+        try:
+            cfg = load_config(config, cell_overrides, check_paths=True)
+            stage_configs(cfg)
+            key = repr(cfg.data)
+            if key not in splits:
+                splits[key] = split_pairs(cfg.data)
+        except SodError as e:
+            raise SodError(f"grid cell {name}: {e} (no cell was trained)") from None
+        cells.append((name, cfg))
+    return cells
 
 
 def cell_name(assignments: list[tuple[str, Any]]) -> str:
@@ -127,17 +160,11 @@ def format_tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 def ablate(config: str | Path | None, grid_specs: list[str], out: str | Path,
            overrides: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the grid (cartesian product of `--grid` values) on top of `config` + `overrides`."""
+    """Run the grid (cartesian product of `--grid` values) on top of `config` + `overrides`; every cell is
+    checked first (`plan_cells`)."""
     out = Path(out)
-    grid = parse_grid(grid_specs)
-    keys = [k for k, _ in grid]
     rows = []
-    for values in itertools.product(*(v for _, v in grid)):
-        assignments = list(zip(keys, values, strict=True))
-        name = cell_name(assignments)
-        cell_overrides = list(overrides or []) + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-                                                  .replace("\n...", "") for k, v in assignments]
-        cfg = load_config(config, cell_overrides)
+    for name, cfg in plan_cells(config, grid_specs, overrides):
         run = out / name
         done = run / "result.json"
         if done.exists():

@@ -24,10 +24,8 @@ from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.runs.config import (
     TrainConfig,
-    apply_override,
     dump_yaml,
     from_dict,
-    resolve_paths,
     to_dict,
     validate,
 )
@@ -105,23 +103,26 @@ def _publish_best(src: Path, dst: Path) -> None:
 
 
 def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-                 overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run every stage of `cfg` in order (or resume RUN's stages); returns a summary like `train`'s."""
+                 overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
+    """Run every stage of `cfg` in order (or resume RUN's stages); returns a summary like `train`'s.
+
+    Resuming, `overrides` follow `train`'s rules (`checkpoint.RESUME_KEYS`, `allow_config_change`).
+    """
+    from sam2sod.runs.checkpoints import record_config_changes, resumed_config
     from sam2sod.train.trainer import train
 
     run_dir = Path(run_dir)
+    changes: list[tuple[str, Any, Any]] = []
     if resume:
         data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        for o in overrides or []:
-            apply_override(data, o)
-        cfg = resolve_paths(from_dict(TrainConfig, data))
-        validate(cfg)
+        cfg, changes = resumed_config(data, overrides, run_dir, allow_config_change)
     assert cfg is not None
     stages = stage_configs(cfg)
     if not stages:
         raise SodError("train_stages needs a config with stages")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    record_config_changes(run_dir, 0, changes)
     done: list[dict[str, Any]] = []
     prev: Path | None = None
     for i, (name, c) in enumerate(stages):
@@ -149,14 +150,15 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
 
 
 def run_training(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-                 overrides: list[str] | None = None) -> dict[str, Any]:
+                 overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
     """Train a new run (one stage or several) or resume one; the CLI's and `ablate`'s entry point."""
     from sam2sod.train.trainer import train
 
     run_dir = Path(run_dir)
     if resume:
         if is_staged(run_dir):
-            return train_stages(None, run_dir, resume=True, overrides=overrides)
-        return train(None, run_dir, resume=True, overrides=overrides)
+            return train_stages(None, run_dir, resume=True, overrides=overrides,
+                                allow_config_change=allow_config_change)
+        return train(None, run_dir, resume=True, overrides=overrides, allow_config_change=allow_config_change)
     assert cfg is not None
     return train_stages(cfg, run_dir) if cfg.stages else train(cfg, run_dir)

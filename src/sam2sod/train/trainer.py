@@ -24,13 +24,22 @@ from tqdm import tqdm
 from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.infer.inference import predict_items
-from sam2sod.runs.checkpoints import model_from_config, read_checkpoint, save_checkpoint
-from sam2sod.runs.config import TrainConfig, dump_yaml, resolve_paths, to_dict, validate
+from sam2sod.models.random_init import quiet_random_init
+from sam2sod.runs.checkpoints import (
+    model_from_config,
+    record_config_changes,
+    resume_checkpoint,
+    resumed_config,
+    run_complete,
+    save_checkpoint,
+)
+from sam2sod.runs.config import TrainConfig, dump_yaml, to_dict
 from sam2sod.runs.init_from import load_init_weights
 from sam2sod.runs.runtime import (
     auto_workers,
     autocast_dtype,
     init_distributed,
+    out_of_memory_hint,
     param_groups,
     rng_state,
     seed_everything,
@@ -38,7 +47,6 @@ from sam2sod.runs.runtime import (
     set_rng_state,
     warmup_cosine,
 )
-from sam2sod.models.random_init import quiet_random_init
 from sam2sod.runs.splits import build_train_dataset, decode_check, split_train_val
 from sam2sod.train.batch import (  # noqa: F401  (compute_loss and simulate_batch_prompts are re-exported)
     compute_loss,
@@ -141,22 +149,31 @@ def _stopped(stop: StopSignal, run_dir: Path, step: int) -> SodError:
                     f"continue with: sam2sod train --resume {run_dir}")
 
 
+def _complete(ckpt: dict[str, Any], run_dir: Path, reason: str) -> dict[str, Any]:
+    """The summary of a resumed run that has nothing left to train."""
+    return {"step": ckpt["step"], "best": ckpt["best"], "skipped_steps": ckpt["skipped_steps"],
+            "pretrained": ckpt.get("pretrained", True), "run_dir": str(run_dir),
+            "train_time_s": ckpt.get("train_time_s", 0.0), "complete": reason}
+
+
 def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-          overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train (or resume) a run in `run_dir`; returns a summary dict (best S, final step, ...)."""
+          overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
+    """Train (or resume) a run in `run_dir`; returns a summary dict (best S, final step, ...).
+
+    Resuming: `overrides` may change `checkpoint.RESUME_KEYS` (others need `allow_config_change`; every change
+    is recorded in `run_dir/config_changes.txt`); a run with nothing left to train returns at once with
+    `summary["complete"]` saying why.
+    """
     from sam2sod.models import load_tuned_state, state_for_checkpoint
 
     run_dir = Path(run_dir)
-    ckpt = None
+    ckpt, changes = None, []
     if resume:
-        ckpt = read_checkpoint(run_dir / "last.pt")
-        from sam2sod.runs.config import apply_override, from_dict
-
-        data = ckpt["config"]
-        for o in overrides or []:
-            apply_override(data, o)
-        cfg = resolve_paths(from_dict(TrainConfig, data))
-        validate(cfg)
+        ckpt = resume_checkpoint(run_dir)
+        cfg, changes = resumed_config(ckpt["config"], overrides, run_dir, allow_config_change)
+        reason = run_complete(ckpt, cfg)
+        if reason is not None:
+            return _complete(ckpt, run_dir, reason)
     assert cfg is not None
     distinfo = init_distributed(cfg.device)
     device = select_device(cfg.device)
@@ -192,12 +209,14 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         optimizer, lambda s: warmup_cosine(s, total_steps, o.warmup_steps, o.min_lr_ratio))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, best, bad_in_row, skipped, time0 = 0, {"S": -1.0, "MAE": 1.0, "epoch": -1}, 0, 0, 0.0
+    resumed_loss = (0.0, 0)  # (sum, count) of the train losses of the resumed epoch's steps before the resume
     if ckpt is not None:
         load_tuned_state(model, ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best, skipped, time0 = ckpt["step"], ckpt["best"], ckpt["skipped_steps"], ckpt["train_time_s"]
+        resumed_loss = (ckpt.get("loss_sum", 0.0), ckpt.get("loss_n", 0))
         set_rng_state(ckpt["rng"])
     ddp_model = model
     if distinfo.enabled:
@@ -212,6 +231,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         remove_stale_tmp(run_dir)
         _csv_cut(run_dir / "metrics.csv", step)  # rows a resumed run will write again
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        record_config_changes(run_dir, step, changes)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if ckpt is not None else None)
@@ -224,7 +244,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         return {"model": state_for_checkpoint(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": to_dict(cfg),
                 "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
-                "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained, "train_time_s": elapsed()}
+                "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained, "train_time_s": elapsed(),
+                "loss_sum": loss_sum if step_in_epoch else 0.0, "loss_n": loss_n if step_in_epoch else 0}
 
     # ---- loop
     start_epoch, skip_steps = divmod(step, steps_per_epoch)
@@ -238,7 +259,10 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         return o.time_budget_min is not None and elapsed() >= 60 * o.time_budget_min
 
     sizes = multiscale_sizes(model, cfg)
-    with StopSignal() as stop:
+    loss_sum, loss_n = 0.0, 0
+    oom = out_of_memory_hint(lambda: f"training step {step + 1} at model.image_size {m.image_size}, "
+                                     f"optim.batch_size {o.batch_size} on {device}")
+    with StopSignal() as stop, oom:
         for epoch in range(start_epoch, o.epochs):
             if step >= stop_at or out_of_time():
                 break
@@ -246,7 +270,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
             train_ds.set_epoch(epoch)
             ddp_model.train()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not distinfo.is_main, dynamic_ncols=True)
-            loss_sum, loss_n, window_bad = 0.0, 0, False
+            loss_sum, loss_n = resumed_loss if epoch == start_epoch and skip_steps else (0.0, 0)
+            window_bad = False
             for micro, batch in enumerate(bar):
                 images, masks = batch["image"].to(device), batch["mask"].to(device)
                 if sizes:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["REGISTRY", "DatasetInfo", "Layout", "lookup", "normalize_name"]
+__all__ = ["REGISTRY", "VIDEO_REGISTRY", "DatasetInfo", "Layout", "VideoDatasetInfo", "lookup", "lookup_video",
+           "normalize_name"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,59 @@ for _info in _ENTRIES:
 def lookup(name: str) -> DatasetInfo | None:
     """The registered set called `name` (any case, with or without ``-``/``_``, or an alias), else None."""
     return _BY_KEY.get(normalize_name(name))
+
+
+@dataclass(frozen=True)
+class VideoDatasetInfo:
+    """A registered video (VSOD) set: `sequences` and annotated-frame count `expected` (None where no count is
+    known with confidence, then it is not checked), the `layouts` its releases use (`sam2sod.data.video_layouts`
+    detects them), other spellings and a `note`. `task` is "vsod", `role` "test"."""
+
+    name: str
+    sequences: int | None
+    expected: int | None
+    layouts: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+    task: str = "vsod"
+    role: str = "test"
+
+
+_DAVSOD_LAYOUT = "SEQ/Imgs/ + SEQ/ground-truth/ (the DAVSOD toolkit's unified re-packaging)"
+_VIDEO_ENTRIES = (
+    # Perazzi et al., "A Benchmark Dataset and Evaluation Methodology for Video Object Segmentation", CVPR 2016:
+    # 50 sequences, 3455 annotated 480p frames; the val split has 20 sequences, 1376 frames, every frame annotated.
+    VideoDatasetInfo("DAVIS-16", 20, 1376, ("JPEGImages/480p/SEQ/ + Annotations/480p/SEQ/ (official)", _DAVSOD_LAYOUT),
+                     ("DAVIS", "DAVIS2016", "DAVIS-2016"), "the val split (the VSOD test set)"),
+    # Fan et al., "Shifting More Attention to Video Salient Object Detection", CVPR 2019: 226 sequences split
+    # 90 train / 46 val / 80 test (test = easy 35 + normal 25 + difficult 20). The annotated-frame count of the
+    # test split is not known here with confidence, so it is not checked.
+    VideoDatasetInfo("DAVSOD", 80, None, (_DAVSOD_LAYOUT,), ("DAVSOD-test",), "the test split (easy + normal + "
+                     "difficult); annotated-frame count not checked"),
+    # Ochs, Malik, Brox, "Segmentation of Moving Objects by Long Term Video Analysis", TPAMI 2014 (FBMS-59):
+    # 59 sequences, 29 train + 30 test, annotated every 20th frame or so. The test split's annotated-frame count
+    # is not known here with confidence (720 annotated frames is the figure quoted for all 59 sequences).
+    VideoDatasetInfo("FBMS", 30, None, (_DAVSOD_LAYOUT,), ("FBMS-59", "FBMS-test"),
+                     "the 30 test sequences; annotated-frame count not checked"),
+    # Li et al., "Video Segmentation by Tracking Many Figure-Ground Segments", ICCV 2013: 14 sequences; 1065
+    # annotated frames as VSOD papers (e.g. the DAVSOD benchmark) quote it.
+    VideoDatasetInfo("SegTrack-V2", 14, 1065, (_DAVSOD_LAYOUT,), ("SegTrackV2", "SegV2"), "all 14 sequences"),
+    # Wang, Shen, Shao, "Consistent Video Saliency Using Local Gradient Flow Optimization and Global
+    # Refinement", TIP 2015: 17 sequences. VSOD papers quote 193 annotated frames; not checked here because the
+    # figure could not be verified against the release.
+    VideoDatasetInfo("ViSal", 17, None, (_DAVSOD_LAYOUT,), (), "annotated-frame count not checked"),
+    # Li et al., "A Benchmark Dataset and Saliency-Guided Stacked Autoencoders for Video-Based Salient Object
+    # Detection", TIP 2018: 200 sequences, 116,103 frames of which 7,467 are annotated. The sizes of its test
+    # split (as VSOD papers use it) are not known here with confidence, so neither count is checked.
+    VideoDatasetInfo("VOS", None, None, (_DAVSOD_LAYOUT,), ("VOS-test",),
+                     "the test split; sequence and annotated-frame counts not checked"),
+)
+
+#: The video sets, apart from `REGISTRY` (image sets): `datasets check` checks their sequence and frame counts.
+VIDEO_REGISTRY: dict[str, VideoDatasetInfo] = {info.name: info for info in _VIDEO_ENTRIES}
+_VIDEO_BY_KEY = {normalize_name(key): info for info in _VIDEO_ENTRIES for key in (info.name, *info.aliases)}
+
+
+def lookup_video(name: str) -> VideoDatasetInfo | None:
+    """The registered video set called `name` (any case, with or without ``-``/``_``, or an alias), else None."""
+    return _VIDEO_BY_KEY.get(normalize_name(name))
