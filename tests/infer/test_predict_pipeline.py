@@ -117,7 +117,7 @@ def test_predict_output_does_not_depend_on_workers(ckpt: Path, tmp_path: Path) -
 
 def test_predict_rejects_bad_workers_and_dtype_before_writing(ckpt: Path, tmp_path: Path) -> None:
     make_synthetic(tmp_path / "in", n=2, size=40, seed=5)
-    with pytest.raises(SodError, match="--workers must be >= 0"):
+    with pytest.raises(SodError, match="--decode-workers must be >= 0"):
         predict_report(ckpt, tmp_path / "in" / "images", tmp_path / "o1", workers=-1)
     with pytest.raises(SodError, match="fp16 needs a CUDA device"):
         predict_report(ckpt, tmp_path / "in" / "images", tmp_path / "o2", dtype="fp16")

@@ -111,7 +111,6 @@ def test_refused_pickle_names_the_object_and_runs_nothing(tmp_path: Path, monkey
 
 @pytest.mark.parametrize(("loader", "needle"), [
     ("run checkpoint", "is not a sam2sod run checkpoint"),
-    ("tuned checkpoint", "is not a sam2sod tuned checkpoint"),
     ("SAM2 checkpoint", "is not a SAM2 checkpoint"),
     ("backbone weights", "are not a state dict"),
 ])

@@ -27,7 +27,8 @@ def test_datasets_check_help_is_its_own(capsys):
         main(["datasets", "check", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: sam2sod datasets check") and "--threshold BITS" in out and "{check}" not in out
+    assert out.startswith("usage: sam2sod datasets check") and "--near-distance BITS" in out
+    assert "--threshold" not in out and "{check}" not in out
 
 
 def test_random_init_warning_printed_once(tmp_path):

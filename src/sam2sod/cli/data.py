@@ -5,7 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sam2sod.cli.args import command, datasets_file_arg, exclude_overlap_arg, overwrite_arg, recursive_arg
+from sam2sod.cli.args import (
+    MODEL_HELP,
+    alias,
+    batch_size_arg,
+    command,
+    datasets_file_arg,
+    decode_workers_arg,
+    device_arg,
+    exclude_overlap_arg,
+    no_progress_arg,
+    out_arg,
+    overwrite_arg,
+    recursive_arg,
+    workers_arg,
+)
 from sam2sod.errors import SodError
 from sam2sod.wording import plural
 
@@ -14,9 +28,9 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", action="append", required=True, metavar="[NAME=]DIR",
                    help="folder of saliency maps; repeat as NAME=DIR to compare several methods")
     p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")
-    p.add_argument("--out", type=Path, help="write metrics.json, per_image.csv, curves.csv and plots here")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    out_arg(p, "write metrics.json, per_image.csv, curves.csv and plots here", required=False)
+    workers_arg(p)
+    no_progress_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
 
@@ -43,7 +57,8 @@ def _score(args: argparse.Namespace) -> int:
 def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, help="output folder (gets images/ and masks/)")
     p.add_argument("--n", type=int, default=60, help="number of image/mask pairs")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--image-size", type=int, default=128, metavar="PX", help="image side in pixels (default 128)")
+    alias(p, "--size", "image_size", type=int)
     p.add_argument("--seed", type=int, default=0)
     overwrite_arg(p)
 
@@ -53,12 +68,12 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     from sam2sod.data.synthetic import make_synthetic, remove_stale_pairs
     from sam2sod.outputs import prepare_output_dir
 
-    if args.n < 1 or args.size < 16 or args.seed < 0:
-        raise SodError(f"need --n >= 1, --size >= 16 and --seed >= 0, got --n {args.n} --size {args.size} "
-                       f"--seed {args.seed}")
+    if args.n < 1 or args.image_size < 16 or args.seed < 0:
+        raise SodError(f"need --n >= 1, --image-size >= 16 and --seed >= 0, got --n {args.n} --image-size "
+                       f"{args.image_size} --seed {args.seed}")
     prepare_output_dir(args.out, overwrite=args.overwrite, inputs=[], command="make-synthetic",
                        subdirs=("images", "masks"))
-    names = make_synthetic(args.out, n=args.n, size=args.size, seed=args.seed)
+    names = make_synthetic(args.out, n=args.n, size=args.image_size, seed=args.seed)
     stale = remove_stale_pairs(args.out, names)
     print(f"wrote {plural(len(names), 'image/mask pair')} to {args.out}/images and {args.out}/masks"
           + (f" (removed {plural(stale, 'stale file')} of an earlier, larger run)" if stale else ""))
@@ -66,13 +81,16 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", action="append", default=[], metavar="NAME=RUN",
-                   help="a trained run (dir or best.pt) to predict with; predictions are cached under OUT")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
+                   help=f"a model to predict with, {MODEL_HELP}; predictions are cached under OUT (repeatable)")
+    p.add_argument("--base-checkpoint", metavar="FILE|NAME",
+                   help="official SAM2 weights (a file, or a name from `sam2sod weights list`) when they are not "
+                        "at the path the runs recorded")
     p.add_argument("--pred", action="append", default=[], metavar="NAME=DIR",
                    help="saliency maps of a method: DIR/DATASET/ per dataset, or DIR itself for one dataset")
     p.add_argument("--data", action="append", required=True, metavar="NAME|NAME=DIR|DIR", help="dataset (repeatable)")
     datasets_file_arg(p)
-    p.add_argument("--out", type=Path, required=True)
+    out_arg(p, "tables, curves, qualitative grid, report.html; predictions cached in OUT/pred")
     p.add_argument("--metrics", help="metrics to report, e.g. core,adpdice,adpiou (default: the nine core measures)")
     p.add_argument("--show", help="comma-separated image names for qualitative.png (default: chosen automatically)")
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
@@ -80,10 +98,12 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     exclude_overlap_arg(p)
     p.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for CIs and p-values")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (an integer >= 0)")
-    p.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
+    workers_arg(p)
+    device_arg(p)
+    batch_size_arg(p, 8, "default 8")
+    no_progress_arg(p)
     overwrite_arg(p)
+    recursive_arg(p)
 
 
 @command("benchmark", "every model / prediction folder on every dataset: tables, curves, grid, statistics")(
@@ -97,15 +117,32 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise SodError("--batch-size and --workers must be >= 1, --n-resamples >= 10")
     if args.seed < 0:
         raise SodError(f"--seed must be an integer >= 0 (the bootstrap seed), got {args.seed}")
-    models = parse_pred_args(args.model) if args.model else {}
+    models = _named_models(args.model)
     preds = parse_pred_args(args.pred) if args.pred else {}
     result = benchmark(models, preds, resolve_data_args(args.data, args.datasets), args.out, metrics=args.metrics,
                        show=args.show.split(",") if args.show else None, split=args.split,
                        exclude_overlap=args.exclude_overlap, n_resamples=args.n_resamples, seed=args.seed,
-                       workers=args.workers, device=args.device, batch_size=args.batch_size, overwrite=args.overwrite)
+                       workers=args.workers, device=args.device or "auto", batch_size=args.batch_size,
+                       overwrite=args.overwrite, base_checkpoint=args.base_checkpoint, recursive=args.recursive,
+                       progress=not args.no_progress)
     print((args.out / "table.md").read_text(encoding="utf-8"))
     print(f"wrote {', '.join(p.name for p in result['files'])} and curves/ to {args.out}")
     return 0
+
+
+def _named_models(values: list[str]) -> dict[str, str]:
+    """`--model NAME=MODEL` (or a bare MODEL, named after its last path part) -> {name: model path or name}."""
+    models: dict[str, str] = {}
+    for v in values:
+        name, sep, model = v.partition("=")
+        if not sep:
+            name, model = v.rstrip("/").rsplit("/", 1)[-1] or v, v
+        if not name or not model:
+            raise SodError(f"--model {v!r}: expected NAME=MODEL or MODEL")
+        if name in models:
+            raise SodError(f"--model: method name {name!r} given twice")
+        models[name] = model
+    return models
 
 
 def _datasets_args(parent: argparse.ArgumentParser) -> None:
@@ -117,18 +154,18 @@ def _datasets_args(parent: argparse.ArgumentParser) -> None:
                    help="a set to check (repeatable; default: every set of the datasets file)")
     p.add_argument("--train", metavar="NAME[=DIR]", help="training set: report its exact and near duplicates in "
                                                           "every other set")
-    p.add_argument("--threshold", type=int, default=10, metavar="BITS",
+    alias(p, "--threshold", "near_distance", type=int)
+    p.add_argument("--near-distance", type=int, default=10, metavar="BITS",
                    help="near duplicate: pHash Hamming distance in bits, 0-64 (default 10)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="decoding threads (default: cores, at most 8)")
+    decode_workers_arg(p, help="threads decoding the images (default: cores, at most 8)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the image hash cache")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("--recursive", action="store_true", help="include images in sub-folders")
+    no_progress_arg(p)
+    recursive_arg(p)
 
 
 @command("datasets", "check datasets by name: counts, pairs, unreadable files, train/test overlap")(_datasets_args)
 def _datasets(args: argparse.Namespace) -> int:
     from sam2sod.data.datasets.check import run_check
 
-    return run_check(args.data, args.train, args.datasets, threshold=args.threshold, workers=args.workers,
+    return run_check(args.data, args.train, args.datasets, threshold=args.near_distance, workers=args.decode_workers,
                      progress=not args.no_progress, cache=not args.no_cache, recursive=args.recursive)

@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sam2sod.cli.args import command, config_args, overwrite_arg
+from sam2sod.cli.args import (
+    alias,
+    command,
+    config_args,
+    device_arg,
+    no_progress_arg,
+    out_arg,
+    overwrite_arg,
+    workers_arg,
+)
 from sam2sod.errors import SodError
 
 if TYPE_CHECKING:
@@ -14,10 +23,13 @@ if TYPE_CHECKING:
 
 
 def _quickstart_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("quickstart_out"))
-    p.add_argument("--workers", type=int, default=None, help="scoring processes")
-    p.add_argument("--n", type=int, default=120, help="synthetic pairs")
-    p.add_argument("--size", type=int, default=96, help="synthetic image side")
+    out_arg(p, "folder for the data, the run and the scores (default quickstart_out)", required=False,
+            default=Path("quickstart_out"))
+    workers_arg(p)
+    p.add_argument("--n", type=int, default=120, help="synthetic pairs (default 120)")
+    p.add_argument("--image-size", type=int, default=96, metavar="PX",
+                   help="synthetic image side in pixels (default 96)")
+    alias(p, "--size", "image_size", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override the bundled quickstart config")
     overwrite_arg(p)
@@ -27,13 +39,13 @@ def _quickstart_args(p: argparse.ArgumentParser) -> None:
 def _quickstart(args: argparse.Namespace) -> int:
     from sam2sod.apps.quickstart import run_quickstart
 
-    return run_quickstart(args.out, workers=args.workers, n=args.n, size=args.size, overrides=args.overrides,
+    return run_quickstart(args.out, workers=args.workers, n=args.n, size=args.image_size, overrides=args.overrides,
                           overwrite=args.overwrite)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     config_args(p)
-    p.add_argument("--out", type=Path, help="run directory (checkpoints, metrics.csv, tb/, config.yaml)")
+    out_arg(p, "run directory (checkpoints, metrics.csv, tb/, config.yaml)", required=False)
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR exactly, in RUN_DIR (no --out). --set may change only how "
                         "long and how it trains and logs: optim.epochs, optim.max_steps, optim.time_budget_min, "
@@ -42,7 +54,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "RUN_DIR/config_changes.txt")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: allow --set to change what is trained (data, model, loss, ...)")
-    p.add_argument("--device", help="cuda | cuda:N | mps | cpu (default: config, auto)")
+    device_arg(p, "auto | cpu | cuda | cuda:N | mps (default: the config's `device`, auto unless set)")
+    no_progress_arg(p)
     overwrite_arg(p)
 
 
@@ -90,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
             raise SodError(f"--resume continues the run in {args.resume}, not in --out {args.out}: drop --out, or "
                            f"start a new run with --config {Path(args.resume) / 'config.yaml'} --out {args.out}")
         summary = run_training(None, args.resume, resume=True, overrides=overrides,
-                               allow_config_change=args.allow_config_change)
+                               allow_config_change=args.allow_config_change, progress=not args.no_progress)
         if summary.get("complete"):
             print(f"{args.resume} is already complete: {summary['complete']} ({_steps(summary['step'])}, best val "
                   f"S {summary['best']['S']:.4f})")
@@ -103,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         _check_new_run_dir(args.out)
         cfg = load_config(args.config, overrides, check_paths=True)
         prepare_output_dir(args.out, overwrite=args.overwrite, inputs=_config_inputs(cfg), command="train")
-        summary = run_training(cfg, args.out)
+        summary = run_training(cfg, args.out, progress=not args.no_progress)
     best = summary["best"]
     print(f"done: {_steps(summary['step'])}, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
           f"(epoch {best['epoch']}); run: {summary['run_dir']}")
@@ -138,7 +151,7 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                    help="a grid axis, e.g. model.method=adapter_cbam,lora (repeatable with different keys: cartesian "
                         "product; every cell is checked before the first one trains)")
-    p.add_argument("--out", type=Path, required=True, help="one run dir per cell + ablation.md / ablation.csv")
+    out_arg(p, "one run dir per cell + ablation.md / ablation.csv")
     overwrite_arg(p)
 
 
@@ -157,7 +170,9 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _methods_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", default="tiny", help="SAM2 backbone size for the counts (tiny, small, base_plus, large)")
+    p.add_argument("--backbone-size", default="tiny", choices=["tiny", "small", "base_plus", "large"],
+                   help="SAM2 backbone (hiera) size for the counts (default tiny)")
+    alias(p, "--size", "backbone_size")
     p.add_argument("--version", default="sam2.1")
     p.add_argument("--image-size", type=int, default=352)
     p.add_argument("--no-counts", action="store_true", help="list names and descriptions only (fast)")
@@ -174,14 +189,14 @@ def _methods(args: argparse.Namespace) -> int:
     from sam2sod.models.registry import METHODS, all_methods, trains_with_prompts
 
     print(f"{'method':<14}{'total':>10}{'trainable':>11}  {'training prompts':<17} description   (SAM2 "
-          f"{args.version} hiera-{args.size}, {args.image_size}px; prompts: the paper's policy, "
+          f"{args.version} hiera-{args.backbone_size}, {args.image_size}px; prompts: the paper's policy, "
           f"override with prompts.enabled)")
     for name, description in all_methods().items():
         counts = "" if args.no_counts else None
         if counts is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                kw = {"version": args.version, "size": args.size} if name in METHODS else {}
+                kw = {"version": args.version, "size": args.backbone_size} if name in METHODS else {}
                 total, trainable = count_params(create_model(name, image_size=args.image_size, **kw))["total"]
             counts = f"{total / 1e6:>9.2f}M{trainable / 1e6:>10.2f}M"
         policy = "simulated" if trains_with_prompts(name) else "none"

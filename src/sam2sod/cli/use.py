@@ -8,29 +8,37 @@ from pathlib import Path
 
 from sam2sod.cli.args import (
     EXIT_SKIPPED,
+    alias,
+    batch_size_arg,
+    checkpoint_arg,
     command,
     datasets_file_arg,
+    decode_workers_arg,
+    device_arg,
     exclude_overlap_arg,
+    no_progress_arg,
+    out_arg,
     overwrite_arg,
     recursive_arg,
     refine_args,
+    workers_arg,
 )
 from sam2sod.wording import plural
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt, or a run directory")
+    checkpoint_arg(p)
     p.add_argument("--data", action="append", required=True, metavar="DIR|NAME=DIR|NAME",
                    help="dataset root, NAME=DIR (NAME names the output folder), or a NAME from --datasets "
                         "(repeatable)")
     datasets_file_arg(p)
-    p.add_argument("--out", type=Path, required=True)
+    out_arg(p, "results: NAME/pred/*.png and the score files per dataset, summary.json")
     p.add_argument("--prompt", default="none", choices=["none", "oracle-box", "oracle-points", "oracle-mask"],
                    help="prompt-free by default; oracle-* use the ground truth (labelled upper bound)")
-    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
+    device_arg(p)
+    batch_size_arg(p, 8, "default 8")
+    workers_arg(p)
+    no_progress_arg(p)
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                    help="score only this part of each root, split by name as the run's config splits its data "
                         "(e.g. test: the held-out names after train_count + val_count)")
@@ -45,27 +53,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     from sam2sod.data.datasets import resolve_data_args
     from sam2sod.evaluation.evaluate import evaluate
 
-    evaluate(args.checkpoint, resolve_data_args(args.data, args.datasets), args.out, args.prompt, args.device,
-             args.batch_size, args.workers, args.base_checkpoint, recursive=args.recursive, overwrite=args.overwrite,
-             split=args.split, refine=args.refine, tta=args.tta, exclude_overlap=args.exclude_overlap)
+    evaluate(args.checkpoint, resolve_data_args(args.data, args.datasets), args.out, args.prompt,
+             args.device or "auto", args.batch_size, args.workers, args.base_checkpoint, recursive=args.recursive,
+             overwrite=args.overwrite, split=args.split, refine=args.refine, tta=args.tta,
+             exclude_overlap=args.exclude_overlap, progress=not args.no_progress)
     print(f"\nresults: {args.out}")
     return 0
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt, or a run directory")
+    checkpoint_arg(p)
     p.add_argument("--input", required=True, help="an image file or a folder of images")
-    p.add_argument("--out", type=Path, required=True)
+    out_arg(p, "folder for the maps (OUT/NAME.png) and the other --format outputs")
     p.add_argument("--overlay", action="store_true",
                    help="also write OUT/overlay/NAME.jpg (contour + fill; --format overlay writes PNG)")
-    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default: 1 on CPU, 8 on GPU)")
+    device_arg(p)
+    batch_size_arg(p, None, "default: 1 on CPU, 8 on GPU")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: skip it)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes decoding the next images while the model runs (default: on CPU only cores "
-                        "torch's threads leave free, usually none; on GPU one per core beyond the first, at most "
-                        "4; 0: decode in the main process)")
+    no_progress_arg(p)
+    decode_workers_arg(p, help="processes decoding the next images while the model runs (default: on CPU only "
+                               "cores torch's threads leave free, usually none; on GPU one per core beyond the "
+                               "first, at most 4; 0: decode in the main process)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="autocast dtype of the model (default fp32; bf16 on CPU or CUDA, fp16 on CUDA)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
@@ -88,12 +96,13 @@ def _predict(args: argparse.Namespace) -> int:
     from sam2sod.infer.predict_options import parse_box, parse_point
 
     points = [parse_point(t) for t in args.point]
-    report = predict_report(args.checkpoint, args.input, args.out, args.overlay, args.device, args.batch_size,
-                            args.base_checkpoint, strict=args.strict, recursive=args.recursive,
+    report = predict_report(args.checkpoint, args.input, args.out, args.overlay, args.device or "auto",
+                            args.batch_size, args.base_checkpoint, strict=args.strict, recursive=args.recursive,
                             overwrite=args.overwrite, formats=args.formats, threshold=args.threshold,
                             refine=args.refine, tta=args.tta,
                             points=[pt[:2] for pt in points] or None, labels=[pt[2] for pt in points] or None,
-                            box=parse_box(args.box) if args.box else None, workers=args.workers, dtype=args.dtype)
+                            box=parse_box(args.box) if args.box else None, workers=args.decode_workers,
+                            dtype=args.dtype, progress=not args.no_progress)
     formats = list(dict.fromkeys(args.formats or ["map"]))
     n = report.total - len(report.skipped)
     what = plural(n, "saliency map") if formats == ["map"] else f"{plural(n, 'image')} as {', '.join(formats)}"
@@ -106,18 +115,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run directory, best.pt / last.pt, or an exported model folder")
+    checkpoint_arg(p)
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
+    device_arg(p)
 
 
 @command("demo", "browser demo (Gradio): upload an image, click points or draw a box, download cut-outs")(_demo_args)
 def _demo(args: argparse.Namespace) -> int:
     from sam2sod.apps.demo import launch
 
-    launch(args.checkpoint, port=args.port, host=args.host, device=args.device, base_checkpoint=args.base_checkpoint)
+    launch(args.checkpoint, port=args.port, host=args.host, device=args.device or "auto",
+           base_checkpoint=args.base_checkpoint)
     return 0
 
 
@@ -128,7 +137,7 @@ def _weights_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("name", help="e.g. sam2.1_hiera_tiny (see `sam2sod weights list`)")
     d.add_argument("--dir", type=Path, help="folder to store it in (default: $SAM2SOD_WEIGHTS_DIR or "
                                             "~/.cache/sam2sod/weights)")
-    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    no_progress_arg(d)
     overwrite_arg(d)
     v = sub.add_parser("verify", help="say which official variant a checkpoint file is, or why it is none")
     v.add_argument("file", type=Path)
@@ -152,11 +161,12 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a run directory, or its best.pt / last.pt")
-    p.add_argument("--out", type=Path, required=True, help="export folder (config.json, weights, README.md)")
-    p.add_argument("--format", default="safetensors", choices=["safetensors", "onnx"],
+    checkpoint_arg(p, "a run folder (its best.pt, else last.pt), a run's best.pt / last.pt, or an export folder "
+                      "(re-exported, e.g. to ONNX)")
+    out_arg(p, "export folder (config.json, weights, README.md)")
+    alias(p, "--format", "weights_format", choices=["safetensors", "onnx"])
+    p.add_argument("--weights-format", default="safetensors", choices=["safetensors", "onnx"],
                    help="safetensors (PyTorch, default) or onnx (needs pip install 'sam2sod[export]')")
-    p.add_argument("--base-checkpoint", help="official SAM2 weights, if not at the path stored in the run")
     overwrite_arg(p)
 
 
@@ -164,7 +174,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from sam2sod.export import export_model
 
-    out = export_model(args.checkpoint, args.out, args.format, overwrite=args.overwrite,
+    out = export_model(args.checkpoint, args.out, args.weights_format, overwrite=args.overwrite,
                        base_checkpoint=args.base_checkpoint)
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     print(f"exported {args.checkpoint} to {out}: {', '.join(files)}")

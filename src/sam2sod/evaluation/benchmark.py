@@ -191,7 +191,7 @@ def _file_of(folder: Path, stem: str) -> str:
     return hits[0].name
 
 
-def benchmark(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]], out: Path, *,
+def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]], out: Path, *,
               metrics: str | None = None, show: Sequence[str] | None = None, split: str = "all",
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
               workers: int | None = None, device: str = "auto", batch_size: int = 8,

@@ -64,7 +64,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
              prompt: str = "none", device: str = "auto", batch_size: int = 8, workers: int | None = None,
              base_checkpoint: str | None = None, *, recursive: bool = False,
              overwrite: bool = False, split: str = "all", refine: int = 0,
-             tta: str | None = None, exclude_overlap: bool = False) -> dict[str, dict]:
+             tta: str | None = None, exclude_overlap: bool = False, progress: bool = True) -> dict[str, dict]:
     """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs.
 
     Every input is checked (image headers, every mask decoded) and `out` is prepared with
@@ -74,6 +74,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     `datasets` holds folders (named after the folder) or (name, folder) pairs, e.g. from
     `sam2sod.data.datasets.resolve_data_args`, so two folders called ``test`` can be told apart.
     `refine` K / `tta` "flip": self-prompted refinement and flip TTA (`sam2sod.infer.refine`; no ground truth).
+    `checkpoint`: anything `sam2sod.load_model` opens (checked before anything is written). `progress`: bars.
     """
     if prompt not in PROMPTS:
         raise SodError(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
@@ -115,13 +116,13 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
             subset = f"{split}_split" if split != "all" else "no_overlap"
             mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / subset) / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
-        with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr) as bar:
+        with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr, disable=not progress) as bar:
             for img_name, pred in predict_items(model, items, source.image_size, dev, batch_size, oracle=oracle,
                                                 workers=None, multimask=source.multimask, refine=refine, tta=tta):
                 atomic_write_bytes(pred_dir / f"{img_name}.png", encode_image(pred))
                 bar.update()
         method = source.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
-        results = score({method: pred_dir}, mask_dir, out / name, workers=workers,
+        results = score({method: pred_dir}, mask_dir, out / name, workers=workers, progress=progress,
                         notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
                         nested_warning=False)
         print(f"\n{name}:\n" + format_table(results, {method: "; ".join(notes)} if notes else None))

@@ -72,7 +72,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
                    strict: bool = False, recursive: bool = False, overwrite: bool = False,
                    formats: Sequence[str] | None = None, threshold: float | None = None, refine: int = 0,
                    tta: str | None = None, points: object = None, labels: object = None,
-                   box: object = None, workers: int | None = None, dtype: str = "fp32") -> PredictReport:
+                   box: object = None, workers: int | None = None, dtype: str = "fp32",
+                   progress: bool = True) -> PredictReport:
     """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
     with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built.
 
@@ -80,14 +81,15 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     `points` (N,2) + `labels` (N,) / `box` (4,) in original pixels prompt a single image file; `refine` /
     `tta` as for `evaluate`. `report.written` lists every file written. `workers` decode the next images
     while the model runs (None: `default_workers`); PNGs are encoded here and written by a thread; `dtype`
-    fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`).
+    fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`). `checkpoint`:
+    anything `sam2sod.load_model` opens; `progress`: the progress bar.
     """
     source = open_source(checkpoint, base_checkpoint)
     dev = select_device(device)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     check_counts(batch_size)
     if workers is not None and workers < 0:
-        raise SodError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
+        raise SodError(f"--decode-workers must be >= 0 (0 decodes in the main process), got {workers}")
     src = Path(inputs)
     images = _collect_images(src, recursive)
     opts = predict_options(src, formats, threshold, refine, tta, points, labels, box)
@@ -110,7 +112,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     amp = inference_dtype(dev, dtype)
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     model = source.build(dev).model if items else None
-    with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr) as bar, \
+    with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr,
+                               disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2sod-write") as writer:
         if opts.prompted:
             maps = prompted_maps(model, items, source.image_size, dev, source.multimask, opts)

@@ -18,15 +18,7 @@ from typing import Any
 import torch
 
 from sam2sod.atomic import atomic_torch_save, os_error_reason
-from sam2sod.runs.config import (
-    ModelConfig,
-    TrainConfig,
-    apply_overrides,
-    from_dict,
-    resolve_paths,
-    to_dict,
-    validate,
-)
+from sam2sod.runs.config import ModelConfig, TrainConfig, config_from_data, from_dict, to_dict
 from sam2sod.errors import SodError
 from sam2sod.safe_load import load_weights_file
 
@@ -111,12 +103,8 @@ def resumed_config(saved: dict[str, Any], overrides: list[str] | None, run_dir: 
 
     A change outside `RESUME_KEYS` changes what is trained: SodError unless `allow_change`.
     """
-    old = resolve_paths(from_dict(TrainConfig, copy.deepcopy(saved)))
-    validate(old)
-    data = to_dict(old)
-    apply_overrides(data, overrides)
-    cfg = resolve_paths(from_dict(TrainConfig, data))
-    validate(cfg)
+    old = config_from_data(saved)
+    cfg = config_from_data(to_dict(old), overrides)
     before, after = _flat(to_dict(old)), _flat(to_dict(cfg))
     changes = [(k, before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)]

@@ -5,6 +5,7 @@ Unknown keys and wrongly typed values are errors that name the key, never silent
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -259,6 +260,30 @@ def _read_yaml(p: Path) -> dict[str, Any]:
     return data
 
 
+def config_from_data(data: dict[str, Any], overrides: list[str] | None = None, *,
+                     resolve: bool = True) -> TrainConfig:
+    """THE way a `TrainConfig` is made, for a new run, a resumed run, each stage of a recipe and `--set`.
+
+    `data`: the nested settings (a YAML file's mapping, a run's saved config, a stage's merged settings);
+    `overrides`: `--set KEY=VALUE` strings. Empty sections are allowed, every key and type is checked
+    (`from_dict`), every value validated; `resolve` makes paths absolute (`resolve_paths`). Any problem is one
+    SodError line naming the key or the `--set`.
+    """
+    data = copy.deepcopy(data)
+    for name in ("model", "data", "prompts", "loss", "optim"):  # `optim:` with nothing under it
+        if name in data and data[name] is None:
+            data[name] = {}
+    apply_overrides(data, overrides)
+    cfg = from_dict(TrainConfig, data)
+    validate(cfg)
+    return resolve_paths(cfg) if resolve else cfg
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings mapping of a config file (a bundled name works too); SodError (one line) if unreadable."""
+    return _read_yaml(resolve_config_path(path))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
                 check_paths: bool = False) -> TrainConfig:
     """Read a YAML config (or defaults when `path` is None), apply `--set` overrides, validate, make paths absolute.
@@ -266,17 +291,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Relative paths are taken from the current directory (`resolve_paths`). `check_paths`: also fail when a
     data folder does not exist (`check_data_paths`), e.g. for `train`, before any run folder is made.
     """
-    data: dict[str, Any] = {}
-    p = None
-    if path is not None:
-        p = resolve_config_path(path)
-        data = _read_yaml(p)
-    for name in ("model", "data", "prompts", "loss", "optim"):  # `optim:` with nothing under it
-        if name in data and data[name] is None:
-            data[name] = {}
-    apply_overrides(data, overrides)
-    cfg = from_dict(TrainConfig, data)
-    validate(cfg)
+    p = None if path is None else resolve_config_path(path)
+    cfg = config_from_data(_read_yaml(p) if p is not None else {}, overrides, resolve=False)
     resolved = resolve_paths(cfg)
     if check_paths:
         bundled = p is not None and p.resolve().parent == CONFIG_DIR

@@ -22,13 +22,7 @@ import yaml
 
 from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
-from sam2sod.runs.config import (
-    TrainConfig,
-    dump_yaml,
-    from_dict,
-    to_dict,
-    validate,
-)
+from sam2sod.runs.config import TrainConfig, config_from_data, dump_yaml, read_config_file, to_dict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -69,8 +63,7 @@ def stage_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
         for k, v in sets.items():
             _merge(data, str(k), v)
         try:
-            c = from_dict(TrainConfig, data)
-            validate(c)
+            c = config_from_data(data, resolve=False)  # the base config's paths are absolute already
         except SodError as e:
             raise SodError(f"{where} ({name}): {e}") from None
         out.append((name, c))
@@ -103,7 +96,8 @@ def _publish_best(src: Path, dst: Path) -> None:
 
 
 def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-                 overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
+                 overrides: list[str] | None = None, allow_config_change: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
     """Run every stage of `cfg` in order (or resume RUN's stages); returns a summary like `train`'s.
 
     Resuming, `overrides` follow `train`'s rules (`checkpoint.RESUME_KEYS`, `allow_config_change`).
@@ -114,7 +108,7 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
     run_dir = Path(run_dir)
     changes: list[tuple[str, Any, Any]] = []
     if resume:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        data = read_config_file(run_dir / "config.yaml")
         cfg, changes = resumed_config(data, overrides, run_dir, allow_config_change)
     assert cfg is not None
     stages = stage_configs(cfg)
@@ -136,7 +130,8 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
         else:
             origin = f" (from {c.model.init_from})" if c.model.init_from else ""
             print(f"[stages] {i + 1}/{len(stages)} {name}{origin}")
-            summary = train(None, sub, resume=True) if (sub / "last.pt").is_file() else train(c, sub)
+            summary = (train(None, sub, resume=True, progress=progress) if (sub / "last.pt").is_file()
+                       else train(c, sub, progress=progress))
             summary = {"name": name, **summary}
             atomic_write_text(marker, json.dumps(summary, indent=2) + "\n")
         done.append(summary)
@@ -150,15 +145,18 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
 
 
 def run_training(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-                 overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
-    """Train a new run (one stage or several) or resume one; the CLI's and `ablate`'s entry point."""
+                 overrides: list[str] | None = None, allow_config_change: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train a new run (one stage or several) or resume one; the CLI's and `ablate`'s entry point.
+    `progress`: the progress bars."""
     from sam2sod.train.trainer import train
 
     run_dir = Path(run_dir)
     if resume:
         if is_staged(run_dir):
             return train_stages(None, run_dir, resume=True, overrides=overrides,
-                                allow_config_change=allow_config_change)
-        return train(None, run_dir, resume=True, overrides=overrides, allow_config_change=allow_config_change)
+                                allow_config_change=allow_config_change, progress=progress)
+        return train(None, run_dir, resume=True, overrides=overrides, allow_config_change=allow_config_change,
+                     progress=progress)
     assert cfg is not None
-    return train_stages(cfg, run_dir) if cfg.stages else train(cfg, run_dir)
+    return train_stages(cfg, run_dir, progress=progress) if cfg.stages else train(cfg, run_dir, progress=progress)

@@ -157,7 +157,8 @@ def _complete(ckpt: dict[str, Any], run_dir: Path, reason: str) -> dict[str, Any
 
 
 def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
-          overrides: list[str] | None = None, allow_config_change: bool = False) -> dict[str, Any]:
+          overrides: list[str] | None = None, allow_config_change: bool = False,
+          progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary dict (best S, final step, ...).
 
     Resuming: `overrides` may change `checkpoint.RESUME_KEYS` (others need `allow_config_change`; every change
@@ -182,7 +183,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
 
     # ---- data (every train and val image decoded once up front: a broken file stops us before step 1)
     train_pairs, val_pairs = split_train_val(cfg.data)
-    decode_check(train_pairs, val_pairs, show=distinfo.is_main)
+    decode_check(train_pairs, val_pairs, show=distinfo.is_main and progress)
     train_ds = build_train_dataset(train_pairs, cfg)
     o = cfg.optim
     sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
@@ -269,7 +270,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
             sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
             train_ds.set_epoch(epoch)
             ddp_model.train()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not distinfo.is_main, dynamic_ncols=True)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not (distinfo.is_main and progress),
+                       dynamic_ncols=True)
             loss_sum, loss_n = resumed_loss if epoch == start_epoch and skip_steps else (0.0, 0)
             window_bad = False
             for micro, batch in enumerate(bar):

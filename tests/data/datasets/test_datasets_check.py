@@ -115,8 +115,8 @@ def test_names_come_from_the_env_var_file(tmp_path, monkeypatch, capsys):
     ((), "give the sets to check with --data"),
     (("--data", "NOT-A-SET"), "known names: DUTS-TR"),
     (("--data", "a=x", "--data", "a=y"), "distinct"),
-    (("--data", "a=x", "--workers", "0"), "--workers must be >= 1"),
-    (("--data", "a=x", "--threshold", "70"), "--threshold must be"),
+    (("--data", "a=x", "--decode-workers", "0"), "--decode-workers must be >= 1"),
+    (("--data", "a=x", "--near-distance", "70"), "--near-distance must be"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, match, capsys):
     argv = ["datasets", "check", "--no-progress", *argv]

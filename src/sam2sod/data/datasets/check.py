@@ -152,9 +152,9 @@ def run_check(data: Sequence[str], train: str | None = None, datasets_file: str 
     Without `data`, every set of the datasets file is checked. Usage errors raise `SodError`.
     """
     if workers is not None and workers < 1:
-        raise SodError(f"--workers must be >= 1, got {workers}")
+        raise SodError(f"--decode-workers must be >= 1, got {workers}")
     if not 0 <= threshold <= 64:
-        raise SodError(f"--threshold must be a number of bits in 0..64, got {threshold}")
+        raise SodError(f"--near-distance must be a number of bits in 0..64, got {threshold}")
     file = find_datasets_file(datasets_file)
     specs = list(data)
     unmapped: list[str] = []
