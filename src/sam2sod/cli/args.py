@@ -41,9 +41,13 @@ def alias(p: argparse.ArgumentParser, old: str, dest: str, **kw: Any) -> None:
 
 def checkpoint_arg(p: argparse.ArgumentParser, help: str = MODEL_HELP) -> None:
     p.add_argument("--checkpoint", required=True, metavar="MODEL", help=help)
+    base_checkpoint_arg(p)
+
+
+def base_checkpoint_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-checkpoint", metavar="FILE|NAME",
-                   help="official SAM2 weights (a file, or a name from `sam2sod weights list`) when they are not "
-                        "at the path the run recorded")
+                   help="official SAM2 weights of a run (a file, or a name from `sam2sod weights list`) when they "
+                        "are not at the path the run recorded")
 
 
 def out_arg(p: argparse.ArgumentParser, help: str | None = None, required: bool = True, **kw: Any) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from sam2sod.cli.args import (
     MODEL_HELP,
     alias,
+    base_checkpoint_arg,
     batch_size_arg,
     command,
     datasets_file_arg,
@@ -83,9 +84,7 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
                    help=f"a model to predict with, {MODEL_HELP}; predictions are cached under OUT (repeatable)")
-    p.add_argument("--base-checkpoint", metavar="FILE|NAME",
-                   help="official SAM2 weights (a file, or a name from `sam2sod weights list`) when they are not "
-                        "at the path the runs recorded")
+    base_checkpoint_arg(p)
     p.add_argument("--pred", action="append", default=[], metavar="NAME=DIR",
                    help="saliency maps of a method: DIR/DATASET/ per dataset, or DIR itself for one dataset")
     p.add_argument("--data", action="append", required=True, metavar="NAME|NAME=DIR|DIR", help="dataset (repeatable)")

@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.runs.config import TrainConfig, config_from_data, dump_yaml, read_config_file, to_dict
@@ -75,8 +73,7 @@ def is_staged(run_dir: Path) -> bool:
     p = Path(run_dir) / "config.yaml"
     if not p.is_file():
         return False
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    return bool(isinstance(data, dict) and data.get("stages"))
+    return bool(read_config_file(p).get("stages"))  # an unreadable config.yaml: one SodError line
 
 
 def has_run(run_dir: Path) -> bool:
