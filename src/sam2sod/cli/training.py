@@ -19,7 +19,7 @@ from sam2sod.cli.args import (
 from sam2sod.errors import SodError
 
 if TYPE_CHECKING:
-    from sam2sod.runs.config import TrainConfig
+    pass
 
 
 def _quickstart_args(p: argparse.ArgumentParser) -> None:
@@ -59,39 +59,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     overwrite_arg(p)
 
 
-def _config_inputs(cfg: TrainConfig) -> list[Path]:
-    """The data folders a config reads (protected from being written)."""
-    data = cfg.data
-    root = Path(data.root) if getattr(data, "root", None) else None
-    found = [root] if root else []
-    for key in ("images", "masks", "val_root", "test_root"):
-        value = getattr(data, key, None)
-        if value:
-            p = Path(value)
-            found.append(p if p.is_absolute() or root is None or key.endswith("root") else root / p)
-    return found
-
-
-def _check_new_run_dir(out: Path) -> None:
-    """A new run never starts in a folder holding a run (resume it) or an old metrics.csv (no mixed history)."""
-    from sam2sod.train.stages import has_run
-
-    if (out / "last.pt").exists() or has_run(out):
-        what = "last.pt" if (out / "last.pt").exists() else "a multi-stage run"
-        raise SodError(f"{out} already holds a run ({what}); use --resume {out} or another --out")
-    if (out / "metrics.csv").exists():
-        raise SodError(f"{out} holds metrics.csv of an earlier run but no last.pt to resume; a new run would "
-                       f"append to that history: delete {out / 'metrics.csv'} or choose another --out")
-
-
 def _steps(n: int) -> str:
     return f"{n} step" if n == 1 else f"{n} steps"
 
 
 @command("train", "fine-tune a model (config + overrides) into a run directory")(_train_args)
 def _train(args: argparse.Namespace) -> int:
-    from sam2sod.runs.config import load_config
-    from sam2sod.train.stages import run_training
+    from sam2sod.runs.config import config_inputs, load_config
+    from sam2sod.train.stages import check_new_run_dir, run_training
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.allow_config_change and not args.resume:
@@ -113,9 +88,9 @@ def _train(args: argparse.Namespace) -> int:
 
         if args.out is None:
             raise SodError("train needs --out RUN_DIR (or --resume RUN_DIR)")
-        _check_new_run_dir(args.out)
+        check_new_run_dir(args.out)
         cfg = load_config(args.config, overrides, check_paths=True)
-        prepare_output_dir(args.out, overwrite=args.overwrite, inputs=_config_inputs(cfg), command="train")
+        prepare_output_dir(args.out, overwrite=args.overwrite, inputs=config_inputs(cfg), command="train")
         summary = run_training(cfg, args.out, progress=not args.no_progress)
     best = summary["best"]
     print(f"done: {_steps(summary['step'])}, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "
@@ -158,10 +133,11 @@ def _ablate_args(p: argparse.ArgumentParser) -> None:
 @command("ablate", "train + score every cell of a config grid (resumable), write a table")(_ablate_args)
 def _ablate(args: argparse.Namespace) -> int:
     from sam2sod.outputs import prepare_output_dir
+    from sam2sod.runs.config import config_inputs
     from sam2sod.train.ablate import ablate, plan_cells
 
     cells = plan_cells(args.config, args.grid, args.overrides)  # every cell checked before anything is written
-    inputs = list(dict.fromkeys(p for _, cfg in cells for p in _config_inputs(cfg)))
+    inputs = list(dict.fromkeys(p for _, cfg in cells for p in config_inputs(cfg)))
     prepare_output_dir(args.out, overwrite=args.overwrite, inputs=inputs, command="ablate",
                        legacy_files=("ablation.csv",))  # a grid started before markers existed resumes
     ablate(args.config, args.grid, args.out, args.overrides)

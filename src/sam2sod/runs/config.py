@@ -369,3 +369,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_yaml(cfg: TrainConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_inputs(cfg: TrainConfig) -> list[Path]:
+    """The data folders a config reads (protected from being written)."""
+    data = cfg.data
+    root = Path(data.root) if getattr(data, "root", None) else None
+    found = [root] if root else []
+    for key in ("images", "masks", "val_root", "test_root"):
+        value = getattr(data, key, None)
+        if value:
+            p = Path(value)
+            found.append(p if p.is_absolute() or root is None or key.endswith("root") else root / p)
+    return found

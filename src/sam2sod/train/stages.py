@@ -141,6 +141,16 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
             "run_dir": str(run_dir), "train_time_s": sum(s["train_time_s"] for s in done)}
 
 
+def check_new_run_dir(out: Path) -> None:
+    """A new run never starts in a folder holding a run (resume it) or an old metrics.csv (no mixed history)."""
+    if (out / "last.pt").exists() or has_run(out):
+        what = "last.pt" if (out / "last.pt").exists() else "a multi-stage run"
+        raise SodError(f"{out} already holds a run ({what}); use --resume {out} or another --out")
+    if (out / "metrics.csv").exists():
+        raise SodError(f"{out} holds metrics.csv of an earlier run but no last.pt to resume; a new run would "
+                       f"append to that history: delete {out / 'metrics.csv'} or choose another --out")
+
+
 def run_training(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                  overrides: list[str] | None = None, allow_config_change: bool = False,
                  progress: bool = True) -> dict[str, Any]:
