@@ -9,7 +9,7 @@ from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "version", "wording", "_layers"),  # SodError; __version__; plural(); this order
-    ("atomic", "safe_load", "names", "lock"),  # atomic writes, safe torch.load, file names, run locks
+    ("atomic", "safe_load", "names", "lock", "resources"),  # atomic writes, safe torch.load, names, locks, memory
     ("data",),  # image/mask I/O, transforms, pairing, prompts, synthetic data, data.datasets (registry, checks)
     ("outputs",),  # the --out folder guard (knows dataset layouts)
     ("metrics",),  # PySODMetrics-exact measures
@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("infer",),  # one forward (`infer.forward`), Predictor, batched inference, output formats, predict
     ("train",),  # trainer, stages, losses per batch, ablation grids
     ("evaluation",),  # score, evaluate, benchmark
-    ("export",),  # export folders (safetensors / ONNX) and model cards
+    ("export", "hub"),  # export folders (safetensors / ONNX), model cards; the hub up/download of exports
     ("apps",),  # quickstart, the browser demo
     ("cli",),  # the `sam2sod` command line: argument parsing only
     ("",),  # `sam2sod` itself (lazy `sam2sod.Predictor`, `sam2sod.load_model`)

@@ -21,31 +21,42 @@ from pathlib import Path
 
 from sam2sod.errors import SodError
 
-__all__ = ["NAME_CHARS", "check_name", "check_stem", "inside"]
+__all__ = ["NAME_CHARS", "check_name", "check_relative", "check_stem", "inside"]
 
 NAME_CHARS = "letters, digits and . _ + - = (1-100 characters, starting with a letter or digit)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_name(value: str, what: str) -> str:
-    """`value` unchanged when it is a safe user-given name, else `SodError` naming `what` (e.g. '--model name')."""
+def check_name(value: str, what: str, where: str = "") -> str:
+    """`value` unchanged when it is a safe user-given name, else a one-line `SodError`.
+
+    The message reads "invalid WHAT 'VALUE' WHERE: use ...", e.g. `what` "dataset name", `where` "in --data X=DIR".
+    """
     text = str(value)
     if not _NAME_RE.match(text) or ".." in text:
-        raise SodError(f"{what} {text!r} is not a valid name: use {NAME_CHARS}, without '..' "
-                       "(it names an output folder)")
+        at = f" {where}" if where else ""
+        raise SodError(f"invalid {what} {text!r}{at}: use {NAME_CHARS}, without '..' (it names an output folder)")
     return text
 
 
-def check_stem(value: str, what: str) -> str:
+def check_stem(value: str, what: str, where: str = "") -> str:
     """`value` unchanged when a file-system name found on disk can name an output file, else `SodError`."""
     text = str(value)
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     if (text in ("", ".", "..") or any(s in text for s in seps) or _CONTROL_RE.search(text)
             or text.startswith("-")):
-        raise SodError(f"{what} {text!r} cannot name an output file (empty, '.', '..', a path separator, a "
+        at = f" {where}" if where else ""
+        raise SodError(f"{what} {text!r}{at} cannot name an output file (empty, '.', '..', a path separator, a "
                        "control character or a leading '-'): rename it")
     return text
+
+
+def check_relative(value: str, what: str, where: str = "") -> str:
+    """`check_stem` for each part of a relative name such as ``sub/a`` (images found with --recursive)."""
+    for part in str(value).split("/"):
+        check_stem(part, what, where)
+    return str(value)
 
 
 def inside(out: str | os.PathLike, *parts: str | os.PathLike) -> Path:

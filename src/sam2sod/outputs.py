@@ -4,11 +4,19 @@ Rules of `prepare_output_dir`:
 
 * Write only into a folder that is new, empty, or was created by the same sam2sod command (it holds the
   marker file `.sam2sod-output` naming the command), unless `overwrite` is given.
-* Never write into an input folder or a dataset's image/mask folder, nor into a folder inside one, nor
-  into a folder that contains one, even with `overwrite`.
+* Never write into an input folder, nor into a folder inside one, nor into a folder that contains one,
+  even with `overwrite`.
+* Never write into a dataset root (a folder holding a known image/mask layout, see
+  `sam2sod.data.discovery.KNOWN_LAYOUTS`) nor into its image/mask folders or a folder inside them, whoever
+  made the dataset and whatever marker it holds, even with `overwrite`. The one exception: `make-synthetic`
+  may rewrite a dataset that `make-synthetic` made (its root holds that marker).
+* Lock the folder (`sam2sod.lock`): one writer at a time; a second gets a one-line `SodError`.
 * Check before any work starts that the folder can be created and written and that the disk has some
   free space (`SAM2SOD_MIN_FREE_MB`, default 50; 0 turns the check off); each problem is one `SodError`
   line naming the path.
+
+A folder that `prepare_output_dir` created is removed again by `discard_failed_outputs` when the command
+fails and leaves nothing in it but the marker and the lock (the CLI calls it on every failure).
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam2sod.atomic import atomic_write_text, os_error_reason, remove_stale_tmp
+from sam2sod import lock
+from sam2sod.atomic import atomic_write_text, is_stale_tmp_name, os_error_reason, remove_stale_tmp
 from sam2sod.data.discovery import dataset_root_of, find_layout
 from sam2sod.errors import SodError, format_names
 
-__all__ = ["MARKER", "MIN_FREE_ENV", "prepare_output_dir", "protected_folders", "read_marker", "write_marker"]
+__all__ = ["MARKER", "MIN_FREE_ENV", "discard_failed_outputs", "finish_outputs", "is_dataset_root",
+           "prepare_output_dir", "protected_folders", "read_marker", "write_marker"]
 
 MARKER = ".sam2sod-output"
 MIN_FREE_ENV = "SAM2SOD_MIN_FREE_MB"
@@ -52,6 +62,21 @@ def read_marker(folder: str | os.PathLike) -> str | None:
 def write_marker(folder: str | os.PathLike, command: str) -> None:
     """Mark `folder` as written by `sam2sod COMMAND`."""
     atomic_write_text(Path(folder) / MARKER, f"{command}\nwritten by sam2sod {command}; safe to reuse with it\n")
+
+
+def _is_bookkeeping(name: str) -> bool:
+    """sam2sod's own files in an output folder: the marker, the lock, and temp files of either."""
+    return name in (MARKER, lock.LOCK) or (is_stale_tmp_name(name) and name.startswith((MARKER + ".", "." + MARKER)))
+
+
+def is_dataset_root(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds an image folder and its mask folder in a known layout (e.g. Imgs/ + GT/)."""
+    folder = Path(folder)
+    try:
+        subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return False
+    return any(dataset_root_of(sub) is not None for sub in subs)
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -89,7 +114,8 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def _check_protected(out: Path, real: Path, protected: Sequence[Protected], subdirs: Sequence[str]) -> None:
+def _check_protected(out: Path, real: Path, protected: Sequence[Protected], subdirs: Sequence[str],
+                     command: str) -> None:
     for p in protected:
         if _inside(real, p.path) and (p.tree or real == p.path):
             where = "is" if real == p.path else "is inside"
@@ -97,18 +123,27 @@ def _check_protected(out: Path, real: Path, protected: Sequence[Protected], subd
         if _inside(p.path, real):
             raise SodError(f"--out {out} contains {p.why}; sam2sod never writes around its inputs: "
                            "choose another --out")
-    # a dataset that is not an input: its image/mask folders are off limits unless sam2sod made the dataset
+    _check_datasets(out, real, subdirs, command)
+
+
+def _check_datasets(out: Path, real: Path, subdirs: Sequence[str], command: str) -> None:
+    """No dataset root and no image/mask folder (or a folder inside one) is an output, even with --overwrite."""
+    own = command == "make-synthetic" and read_marker(real) == "make-synthetic"  # it rewrites its own dataset
+    if is_dataset_root(real) and not own:
+        raise SodError(f"--out {out} is a dataset (it holds image and mask folders); sam2sod never writes into a "
+                       "dataset, even with --overwrite: choose another --out")
     for target in [real, *(real / s for s in subdirs)]:
         for folder in [target, *target.parents]:
             root = dataset_root_of(folder)
-            if root is not None and read_marker(root) is None:
+            if root is not None and not (own and root == real):
                 raise SodError(f"--out {out} would write into {folder}, the image/mask folder of the dataset "
-                               f"{root}; choose another --out")
+                               f"{root}; sam2sod never writes into a dataset, even with --overwrite: choose "
+                               "another --out")
 
 
 def _check_reuse(out: Path, command: str, overwrite: bool, legacy_files: Sequence[str]) -> None:
     try:
-        entries = sorted(e.name for e in out.iterdir() if e.name != MARKER)
+        entries = sorted(e.name for e in out.iterdir() if not _is_bookkeeping(e.name))
     except OSError as err:
         raise SodError(f"cannot use output folder {out}: {os_error_reason(err)}") from None
     if not entries or overwrite:
@@ -122,6 +157,16 @@ def _check_reuse(out: Path, command: str, overwrite: bool, legacy_files: Sequenc
     raise SodError(f"output folder {out} is not empty and was not created by sam2sod (it holds "
                    f"{format_names(entries, 3)}); choose a new or empty folder, or pass --overwrite to write "
                    "into it anyway")
+
+
+def _check_links(out: Path, real: Path) -> None:
+    """Refuse a symbolic link to a folder outside `out` anywhere inside it: writes could follow it out."""
+    for dirpath, dirnames, _files in os.walk(real):
+        for name in dirnames:
+            link = Path(dirpath) / name
+            if link.is_symlink() and not _inside(_real(link), real):
+                raise SodError(f"--out {out} holds {link}, a link to {_real(link)} outside it; sam2sod writes "
+                               "only inside --out: remove the link or choose another --out")
 
 
 def _min_free_bytes(min_free_mb: float | None) -> float:
@@ -162,10 +207,14 @@ def _remove_dirs(created: list[Path]) -> None:
             folder.rmdir()
 
 
+# folders made by prepare_output_dir in this process (deepest first per call), for discard_failed_outputs
+_CREATED: list[list[Path]] = []
+
+
 def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
                        command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
                        legacy_files: Sequence[str] = ()) -> Path:
-    """Check `path` against the rules in the module docstring, create it and write the marker.
+    """Check `path` against the rules in the module docstring, create it, lock it and write the marker.
 
     `subdirs`: sub-folders the command writes into (checked against datasets too). `legacy_files`: files
     that together show the folder was written by this command before markers existed (it is reusable).
@@ -173,24 +222,65 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iter
     """
     out = Path(path)
     real = _real(out)
-    _check_protected(out, real, protected_folders(inputs), subdirs)
+    _check_protected(out, real, protected_folders(inputs), subdirs, command)
     existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
     if existing == real:
         _check_reuse(out, command, overwrite, legacy_files)
+        _check_links(out, real)
+        lock.acquire(real, command, shown=out)
     created: list[Path] = []
     try:
         for folder in reversed([real, *real.parents]):
             if not folder.exists():
                 folder.mkdir()
                 created.append(folder)
+        if created:
+            lock.acquire(real, command, shown=out)
     except OSError as err:
         _remove_dirs(created)
         raise SodError(f"cannot create output folder {out} in {existing}: {os_error_reason(err)}") from None
+    except SodError:
+        _remove_dirs(created)
+        raise
     try:
         write_marker(real, command)
     except SodError as err:
+        lock.release(real)
         _remove_dirs(created)
         raise SodError(f"cannot write to output folder {out}: {str(err).rsplit(': ', 1)[-1]}") from None
+    if created:
+        _CREATED.append(created)
     if existing == real:
         remove_stale_tmp(real, recursive=True)
     return out
+
+
+def _only_bookkeeping(folder: Path) -> bool:
+    try:
+        return all(_is_bookkeeping(e.name) and not e.is_dir() for e in folder.iterdir())
+    except OSError:
+        return False
+
+
+def discard_failed_outputs() -> list[Path]:
+    """After a failed command: remove each folder `prepare_output_dir` created that holds only the marker and
+    the lock (and the parents it created, when empty), release every lock; returns the removed folders."""
+    removed = []
+    for created in reversed(_CREATED):
+        top = created[-1]
+        lock.release(top)
+        if top.is_dir() and not top.is_symlink() and _only_bookkeeping(top):
+            for e in top.iterdir():
+                with contextlib.suppress(OSError):
+                    e.unlink()
+            _remove_dirs(created)
+            removed += [f for f in created if not f.exists()]
+    _CREATED.clear()
+    lock.release_all()
+    return removed
+
+
+def finish_outputs() -> None:
+    """After a command: forget the folders it created and release its locks (the outputs stay)."""
+    _CREATED.clear()
+    lock.release_all()

@@ -96,3 +96,43 @@ def test_onnx_folder_is_not_loaded_as_pytorch_and_missing_packages_are_named(mak
         export_model(run, tmp_path / "again", "onnx")
     with pytest.raises(SodError, match="unknown export format"):
         export_model(run, tmp_path / "again", "tflite")
+
+
+def test_onnx_dimensions_are_named_and_the_card_snippet_runs(make_run, tmp_path) -> None:
+    """Every input / output dimension is 'batch', 'points' or a fixed size; the README's snippet runs as
+    written in the export folder and matches the PyTorch model on the same image."""
+    import re
+    import subprocess
+
+    import numpy as np
+    import onnx
+    from PIL import Image
+
+    from sam2sod.infer.inference import preprocess
+
+    run = make_run("adapter_cbam")
+    out = export_model(run, tmp_path / "onnx", "onnx")
+    for name in ("model.onnx", "image_encoder.onnx", "decoder.onnx"):
+        graph = onnx.load(out / name).graph
+        for value in [*graph.input, *graph.output]:
+            dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+            assert dims and dims[0] == "batch" and all(isinstance(d, int) or d in ("batch", "points")
+                                                       for d in dims), (name, value.name, dims)
+    logits_dims = [d.dim_param or d.dim_value for d in onnx.load(out / "model.onnx").graph.output[0]
+                   .type.tensor_type.shape.dim]
+    assert logits_dims == ["batch", 1, 64, 64]
+
+    readme = (out / "README.md").read_text()
+    snippet = re.search(r"## Use \(onnxruntime\).*?```python\n(.*?)```", readme, re.S).group(1)
+    rng = np.random.default_rng(0)
+    img = (rng.random((90, 120, 3)) * 255).astype(np.uint8)
+    img[20:70, 30:90] = (250, 200, 30)
+    Image.fromarray(img).save(out / "image.jpg", quality=100)
+    subprocess.run([sys.executable, "-c", snippet], cwd=out, check=True, capture_output=True, text=True)
+    got = np.asarray(Image.open(out / "saliency.png"), np.float32) / 255
+    assert got.shape == (90, 120)
+    model = run_model(run)
+    with torch.no_grad():
+        ref = torch.sigmoid(model(preprocess(np.asarray(Image.open(out / "image.jpg")), 64)[None])["logits"])
+    ref = torch.nn.functional.interpolate(ref, size=(90, 120), mode="bilinear")[0, 0].numpy()
+    assert float(np.abs(got - ref).mean()) < 0.02

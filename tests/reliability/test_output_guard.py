@@ -145,7 +145,7 @@ def test_other_datasets_folders_are_protected(tmp_path, capsys, check_refused, t
         check_refused("score", out, "image/mask folder", extra=("--overwrite",))
     before = tree_hash(other)
     assert main(["make-synthetic", str(other), "--n", "2", "--size", "16", "--overwrite"]) == 2
-    assert "image/mask folder" in one_error_line(capsys.readouterr().err)
+    assert "is a dataset" in one_error_line(capsys.readouterr().err)
     assert tree_hash(other) == before
 
 
@@ -156,13 +156,19 @@ def test_marker_reuse_and_other_commands_marker(ds, preds, tmp_path, capsys, tre
     first = tree_hash(out)
     assert main(args) == 0, "a folder sam2sod made must be reusable without --overwrite"
     assert set(tree_hash(out)) == set(first)
+    other = prepare_output_dir(tmp_path / "exported", overwrite=False, inputs=[], command="export")
+    (other / "config.json").write_text("{}\n")
+    assert main(argv("score", ds, preds, other)) == 2
+    assert "sam2sod export" in one_error_line(capsys.readouterr().err)
+    assert main(argv("score", ds, preds, other, "--overwrite")) == 0
+    assert (other / "config.json").read_text() == "{}\n", "the other command's file beside the scores is kept"
     synth = tmp_path / "synth"
     assert main(["make-synthetic", str(synth), "--n", "2", "--size", "16"]) == 0
     capsys.readouterr()
-    assert main(argv("score", ds, preds, synth)) == 2
-    assert "sam2sod make-synthetic" in one_error_line(capsys.readouterr().err)
-    assert main(argv("score", ds, preds, synth, "--overwrite")) == 0
-    assert len(list((synth / "images").iterdir())) == 2, "the dataset beside the scores is kept"
+    for extra in ((), ("--overwrite",)):  # a dataset, even one sam2sod made, is never another command's output
+        assert main(argv("score", ds, preds, synth, *extra)) == 2
+        assert "is a dataset" in one_error_line(capsys.readouterr().err)
+    assert len(list((synth / "images").iterdir())) == 2
 
 
 def test_overwrite_writes_beside_foreign_files(ds, preds, tmp_path, capsys):

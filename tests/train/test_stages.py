@@ -42,7 +42,7 @@ def test_stage_settings_merge_and_are_checked(data_root) -> None:
     assert c1.model.args == {"tuned_blocks": 0, "use_msr": False, "use_fad": False, "tb_ratio": 0.25}
     assert c2.model.args == {"tuned_blocks": 12, "use_msr": True, "use_fad": True, "tb_ratio": 0.25}
     assert not c1.stages and not c2.stages and not c1.prompts.enabled
-    for bad, msg in (([{"name": "a"}, {"name": "a"}], "unique"), ([{"name": "../x"}], "folder-safe"),
+    for bad, msg in (([{"name": "a"}, {"name": "a"}], "unique"), ([{"name": "../x"}], "invalid stage name"),
                      ([{"name": "a", "set": {"optim.nosuch": 1}}], r"stages\[0\] \(a\).*nosuch"),
                      ([{"name": "a", "set": {"stages": []}}], "nested"), (["a"], "mapping")):
         cfg.stages = bad

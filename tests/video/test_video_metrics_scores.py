@@ -15,7 +15,12 @@ from sam2sod.errors import SodError
 from sam2sod.metrics import pair_scores
 from sam2sod.metrics.davis import jf_scores
 from sam2sod.metrics.video import SEQUENCE_KEYS, score_video, scored_frames
-from sam2sod.report.video import bootstrap_sequences, sequence_image_scores, write_video_scores
+from sam2sod.report.video import (
+    bootstrap_sequences,
+    format_video_table,
+    sequence_image_scores,
+    write_video_scores,
+)
 
 SIZE = 16
 
@@ -172,3 +177,26 @@ def test_davis16_dev_masks_as_predictions_score_perfectly():
     assert (counts["sequences"], counts["annotated_frames"], counts["frames_scored"]) == (5, 233, 223)
     assert s.values["J"] == s.values["F"] == s.values["MAE"] + 1 == 1.0
     assert s.values["flicker"] == 0.0
+
+
+def test_flicker_needs_two_scored_frames(tmp_path):
+    data = make_set(tmp_path, {"a": 3, "b": 1})
+    pred = write_preds(tmp_path, {"a": [truth(), noisy(16), truth()], "b": [truth()]})
+    s = score_video(pred, data, skip_frames="none")
+    assert np.isnan(s.sequences[1].flicker)
+    assert s.values["flicker"] == pytest.approx(s.sequences[0].flicker) == pytest.approx(16 / 256)
+    assert "flicker" not in sequence_image_scores(s).values  # not every sequence has a value
+    write_video_scores(s, tmp_path / "out")
+    rows = list(csv.DictReader((tmp_path / "out" / "sequences.csv").open()))
+    assert [r["value"] for r in rows if r["metric"] == "flicker"] == [f"{16 / 256:.6f}", "nan"]
+
+
+def test_table_states_the_skip_rule(tmp_path):
+    data = make_set(tmp_path, {"a": 4})
+    pred = write_preds(tmp_path, {"a": [truth()] * 4})
+    table = format_video_table({"mine": score_video(pred, data)})
+    lines = table.splitlines()
+    assert lines[0].split() == ["method", "S", "wF", "MAE", "adpE", "maxE", "adpF", "maxF", "J", "F", "J&F", "flicker"]
+    assert lines[2].split()[0] == "mine" and lines[2].split()[3] == "0.0000"
+    assert lines[3] == ("note: mine: mean over 1 sequences; --skip-frames first-last (2 of 4 annotated frames scored, "
+                        "2 skipped)")

@@ -2,7 +2,9 @@
 
 User errors (`SodError`) print one readable line and exit with code 2, without a traceback. `predict`
 exits with code 3 when it skipped unreadable images. Every command that writes a folder first runs
-`sam2sod.outputs.prepare_output_dir` on it (new / empty / its own folder, or `--overwrite`; never an input).
+`sam2sod.outputs.prepare_output_dir` on it (new / empty / its own folder, or `--overwrite`; never an input),
+which also locks it; the locks are released when the command ends, and a folder the command created is
+removed again when the command fails before writing anything into it.
 """
 
 from __future__ import annotations
@@ -37,19 +39,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     import logging
 
+    from sam2sod.outputs import discard_failed_outputs, finish_outputs
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _one_line_warnings()
+    code = 1  # an unexpected exception: its traceback follows, and the empty output folders go
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except SodError as e:
         _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         _close_progress_bars()
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    finally:
+        (discard_failed_outputs if code != 0 else finish_outputs)()
+    return code
 
 
 def _one_line_warnings() -> None:

@@ -150,6 +150,7 @@ def _weights(args: argparse.Namespace) -> int:
     if args.weights_action == "list":
         print("\n".join(weights.list_lines()))
     elif args.weights_action == "download":
+        _check_weights_dir(args.dir)
         found = weights.download_weights(args.name, args.dir, overwrite=args.overwrite,
                                          progress=not args.no_progress)
         print(weights.verified_line(found))
@@ -158,6 +159,25 @@ def _weights(args: argparse.Namespace) -> int:
     else:
         print(weights.verified_line(weights.verify_file(args.file, weights.entry_for_file(args.file))))
     return 0
+
+
+def _check_weights_dir(folder: Path | None) -> None:
+    """SodError naming --dir or $SAM2SOD_WEIGHTS_DIR (whichever gave the folder) when a file is in its way."""
+    import os
+
+    from sam2sod.errors import SodError
+    from sam2sod.weights import WEIGHTS_ENV, weights_dir
+
+    env = os.environ.get(WEIGHTS_ENV, "").strip()
+    if folder is None and not env:
+        return
+    what = f"--dir {folder}" if folder is not None else f"{WEIGHTS_ENV}={env}"
+    target = part = weights_dir(folder)
+    while not os.path.lexists(part) and part != part.parent:
+        part = part.parent
+    if os.path.lexists(part) and not part.is_dir():
+        where = "is a file" if part == target else f"cannot be created: {part} is a file"
+        raise SodError(f"{what} {where}, not a folder: give a folder to store the weights in")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Mapping
@@ -61,6 +62,16 @@ def _check_folder(folder: Path, label: str) -> None:
         raise SodError(f"{label} folder {folder} is not a folder")
 
 
+def _dangling(link: Path) -> str:
+    """Why the symbolic link `link` leads to no file: a loop, or a missing target."""
+    try:
+        link.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+    return f"a broken symbolic link (its target {os.readlink(link)} does not exist)"
+
+
 def _scan(folder: Path, label: str, recursive: bool) -> tuple[dict[str, list[Path]], list[str]]:
     """({name: [paths]}, ignored entry names); names are stems, or 'sub/stem' paths when `recursive`."""
     by_stem: dict[str, list[Path]] = {}
@@ -77,6 +88,10 @@ def _scan(folder: Path, label: str, recursive: bool) -> tuple[dict[str, list[Pat
                 continue
             if recursive and path.is_dir() and not path.is_symlink():
                 pending.append((path, f"{prefix}{path.name}/"))
+                continue
+            if path.is_symlink() and not path.exists():
+                print(f"skipped: {path}: {_dangling(path)}", file=sys.stderr)
+                ignored.append(prefix + path.name)
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
                 ignored.append(prefix + path.name)

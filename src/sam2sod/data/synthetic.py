@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from sam2sod.atomic import atomic_save_image
 from sam2sod.errors import SodError
 
-__all__ = ["make_synthetic", "remove_stale_pairs"]
+__all__ = ["check_synthetic_size", "make_synthetic", "remove_stale_pairs"]
 
 _KINDS = ("normal", "empty", "tiny", "border")
 _NAME_RE = re.compile(r"^synth_\d{4,}\.(jpg|png)$")
@@ -177,6 +177,45 @@ def _render(rng: np.random.Generator, size: int, kind: str) -> tuple[np.ndarray,
     return image_u8, mask.astype(np.uint8) * 255
 
 
+# Measured (sizes 16-1024): drawing one image peaks at ~150 bytes per pixel (float64 layers), each name of the
+# schedule costs ~400 bytes; a JPEG + PNG pair takes >= ~800 bytes plus >= 0.05 bytes per pixel on disk.
+_RENDER_BYTES_PER_PX, _PLAN_BYTES_PER_PAIR = 160, 400
+_DISK_BYTES_PER_PAIR, _DISK_BYTES_PER_PX = 700, 0.05
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def check_synthetic_size(out: str | os.PathLike, n: int, size: int) -> None:
+    """SodError (one line, the sizes tried and the limits) when `n` pairs of `size` px cannot fit in the
+    available memory or on the disk holding `out`; checked before anything is allocated or written."""
+    import shutil
+
+    from sam2sod.resources import available_memory_bytes
+
+    need_mem = _RENDER_BYTES_PER_PX * size * size + _PLAN_BYTES_PER_PAIR * n
+    avail = available_memory_bytes()
+    if avail is not None and need_mem > avail:
+        plan = _PLAN_BYTES_PER_PAIR * n
+        hint = (f"use an --n up to about {avail // (2 * _PLAN_BYTES_PER_PAIR):,}" if 2 * plan > avail else
+                f"use a --size up to about {int(((avail - plan) / _RENDER_BYTES_PER_PX) ** 0.5)}")
+        raise SodError(f"make-synthetic --n {n} --size {size} needs about {_gib(need_mem)} of memory, "
+                       f"{_gib(avail)} is available: {hint}")
+    part = Path(out).absolute()
+    while not part.exists() and part != part.parent:
+        part = part.parent
+    try:
+        free = shutil.disk_usage(part).free
+    except OSError:
+        return
+    need_disk = n * (_DISK_BYTES_PER_PAIR + _DISK_BYTES_PER_PX * size * size)
+    if need_disk > free:
+        fits = int(free // (_DISK_BYTES_PER_PAIR + _DISK_BYTES_PER_PX * size * size))
+        raise SodError(f"make-synthetic --n {n} --size {size} needs at least {_gib(need_disk)} on the disk of {out}, "
+                       f"{_gib(free)} is free: about --n {fits} pairs of this size fit")
+
+
 def make_synthetic(out: str | os.PathLike, n: int, size: int, seed: int, image_format: str = "jpg") -> list[str]:
     """Write `n` synthetic pairs, `out/images/NAME.jpg` (or png) + `out/masks/NAME.png`, of size x size.
 
@@ -191,6 +230,7 @@ def make_synthetic(out: str | os.PathLike, n: int, size: int, seed: int, image_f
         raise SodError(f"seed must be >= 0, got {seed}")
     if image_format not in ("jpg", "png"):
         raise SodError(f"synthetic image_format must be 'jpg' or 'png', got {image_format!r}")
+    check_synthetic_size(out, n, size)
     out = Path(out)
     kinds = _schedule(n, np.random.default_rng([seed, 0]))
     image_seqs = np.random.SeedSequence([seed, 1]).spawn(n)

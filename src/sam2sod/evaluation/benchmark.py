@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.errors import SodError
+from sam2sod.names import check_name, check_stem, inside
 from sam2sod.runs.loader import RANDOM_INIT, ModelSource, open_source
 
 
@@ -66,6 +67,8 @@ def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, 
     for name, root in specs:
         image_dir, mask_dir = find_layout(root)
         pairs = find_pairs(root, recursive=recursive)
+        for p in pairs:
+            check_stem(p.name, "image name", f"in {root}")
         if rule is not None:
             pairs = split_pairs(rule, pairs)[split]
             if not pairs:
@@ -74,7 +77,7 @@ def _prepare_datasets(specs: Sequence[tuple[str, Path]], out: Path, split: str, 
         if not pairs:
             raise SodError(f"{name}: no images left to score")
         if rule is not None or drop.get(name):
-            linked = link_subset([(p.name, p.image, p.mask) for p in pairs], out / "data" / name)
+            linked = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, "data", name))
             image_dir, mask_dir = linked / "images", linked / "masks"
         sets.append(Dataset(name, Path(root), pairs, image_dir, mask_dir))
     return sets
@@ -114,7 +117,7 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
     from sam2sod.models.random_init import quiet_random_init
     from sam2sod.runs.runtime import select_device
 
-    folder = out / "pred" / method / ds.name
+    folder = inside(out, "pred", method, ds.name)
     key = {"checkpoint": str(source.path), "step": source.step, "images": sorted(p.name for p in ds.pairs)}
     done = folder / "done.json"
     if done.is_file():
@@ -130,7 +133,7 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
     with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img", disable=not progress) as bar:
         for name, pred in predict_items(model, items, source.image_size, dev, batch_size,
                                         multimask=source.multimask):
-            atomic_save_image(Image.fromarray(pred), folder / f"{name}.png")
+            atomic_save_image(Image.fromarray(pred), inside(folder, f"{name}.png"))
             bar.update()
     record = {**key, "infer_ms": 1000 * (time.perf_counter() - t0) / len(items),
               "params": count_params(model)["total"][0]}
@@ -179,7 +182,9 @@ def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_nam
             metrics.setdefault(ds.name, {})[method] = values
             scores.setdefault(method, {})[ds.name] = ImageScores.from_pair_scores(names, r.pair_scores, extra)
             results.append(r)
-        write_output_set(results, out / "scores" / ds.name, {m: n for m, n in notes.items() if m in pred_dirs})
+        shown_notes = {m: n for m, n in notes.items() if m in pred_dirs}
+        write_output_set(results, inside(out, "scores", ds.name), shown_notes)
+        inside(out, "curves", f"{ds.name}_pr.png")
         write_dataset_curves({r.name: r.curves for r in results}, ds.name, out)
     return metrics, scores
 
@@ -213,6 +218,7 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     names = [*models, *preds]
     if not names:
         raise SodError("benchmark needs at least one --model NAME=RUN or --pred NAME=DIR")
+    _check_names(models, preds, datasets)
     if len(set(names)) != len(names):
         raise SodError(f"method names must be distinct, got {', '.join(names)}")
     if not datasets:
@@ -246,16 +252,25 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     files = write_tables(out, rows, stats, method_info=method_info, caption=caption)
     first = sets[0]
     mae = {m: scores[m][first.name].value_map("MAE") for m in names}
-    shown = write_qualitative(out / "qualitative.png", first.image_dir, first.mask_dir,
+    shown = write_qualitative(inside(out, "qualitative.png"), first.image_dir, first.mask_dir,
                               {m: pred_dirs[m][first.name] for m in names}, names=list(show) if show else None,
                               mae=mae)
-    html = write_html_report(out / "report.html", rows, stats, figures=default_figures(out), method_info=method_info,
-                             caption=caption)
-    atomic_write_text(out / "benchmark.json", json.dumps(
+    html = write_html_report(inside(out, "report.html"), rows, stats, figures=default_figures(out),
+                             method_info=method_info, caption=caption)
+    atomic_write_text(inside(out, "benchmark.json"), json.dumps(
         {"methods": names, "datasets": {d.name: {"root": str(d.root), "images": len(d.pairs)} for d in sets},
          "split": split, "excluded_overlap": {k: sorted(v) for k, v in drop.items()}, "qualitative": shown,
          "notes": notes, "n_resamples": n_resamples, "seed": seed}, indent=2) + "\n")
     return {"rows": rows, "stats": stats, "files": [*files, html, out / "qualitative.png"]}
+
+
+def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]]) -> None:
+    """Method and dataset names become folders under OUT: each must be a safe name (`sam2sod.names`)."""
+    for flag, given in (("--model", models), ("--pred", preds)):
+        for name, folder in given.items():
+            check_name(name, "method name", f"in {flag} {name}={folder}")
+    for name, folder in datasets:
+        check_name(name, "dataset name", f"in --data {name}={folder}")
 
 
 def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str]) -> str:

@@ -22,6 +22,7 @@ from sam2sod.evaluation.score import format_table, score
 from sam2sod.infer.formats import encode_image
 from sam2sod.infer.inference import ORACLE_LABEL, predict_items
 from sam2sod.infer.predict import RANDOM_INIT_NOTE, check_counts
+from sam2sod.names import check_name, check_relative, check_stem, inside
 from sam2sod.outputs import prepare_output_dir
 from sam2sod.runs.loader import ModelSource, open_source
 from sam2sod.runs.runtime import select_device
@@ -51,9 +52,8 @@ def _named_datasets(datasets: Sequence[str | Path | tuple[str, str | Path]]) -> 
     named = [(str(d[0]), Path(d[1])) if isinstance(d, tuple) else (Path(d).resolve().name, Path(d))
              for d in datasets]
     names = [n for n, _ in named]
-    bad = [n for n in names if n in ("", ".", "..") or "/" in n or "\\" in n]
-    if bad:
-        raise SodError(f"invalid dataset name {bad[0]!r}: use a plain name (it names the output folder)")
+    for (n, folder), given in zip(named, datasets, strict=True):  # a given name is checked, a folder's own name fits
+        (check_name if isinstance(given, tuple) else check_stem)(n, "dataset name", f"of {folder}")
     if len({n.lower() for n in names}) != len(names):
         raise SodError(f"--data folders must have distinct names, got {', '.join(names)}; name them apart with "
                        "--data NAME=DIR")
@@ -111,25 +111,27 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     oracle = None if prompt == "none" else prompt.split("-", 1)[1]
     summary = {}
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
-        pred_dir = out / name / "pred"
+        pred_dir = inside(out, name, "pred")
+        for p in pairs:
+            inside(pred_dir, f"{check_relative(p.name, 'image name', f'in {name}')}.png")
         if split != "all" or exclude_overlap:  # score exactly these pairs' masks (symlinks; the dataset is untouched)
             subset = f"{split}_split" if split != "all" else "no_overlap"
-            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], out / name / subset) / "masks"
+            mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, name, subset)) / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr, disable=not progress) as bar:
             for img_name, pred in predict_items(model, items, source.image_size, dev, batch_size, oracle=oracle,
                                                 workers=None, multimask=source.multimask, refine=refine, tta=tta):
-                atomic_write_bytes(pred_dir / f"{img_name}.png", encode_image(pred))
+                atomic_write_bytes(inside(pred_dir, f"{img_name}.png"), encode_image(pred))
                 bar.update()
         method = source.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
-        results = score({method: pred_dir}, mask_dir, out / name, workers=workers, progress=progress,
+        results = score({method: pred_dir}, mask_dir, inside(out, name), workers=workers, progress=progress,
                         notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
                         nested_warning=False)
         print(f"\n{name}:\n" + format_table(results, {method: "; ".join(notes)} if notes else None))
         summary[name] = results[0].metrics
     if notes:
-        atomic_write_text(out / "WARNING.txt", "\n".join(notes) + "\n")
-    atomic_write_text(out / "summary.json", json.dumps(
+        atomic_write_text(inside(out, "WARNING.txt"), "\n".join(notes) + "\n")
+    atomic_write_text(inside(out, "summary.json"), json.dumps(
         {"checkpoint": str(source.path), "prompt": prompt, "split": split, "refine": refine, "tta": tta or "none",
          "notes": notes, "datasets": summary},
         indent=2) + "\n")

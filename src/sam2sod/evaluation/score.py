@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -36,6 +37,7 @@ from sam2sod.atomic import atomic_write_text, current_umask
 from sam2sod.data.discovery import list_images, warn_nested
 from sam2sod.data.io import load_mask
 from sam2sod.errors import SodError, format_names
+from sam2sod.lock import LOCK
 from sam2sod.metrics import PairScores, aggregate, pair_scores
 from sam2sod.metrics.memory import image_pixels, memory_capped_workers
 from sam2sod.outputs import MARKER, read_marker, write_marker
@@ -160,6 +162,22 @@ def _check_dirs(pred_dir: Path, gt_dir: Path) -> None:
             raise SodError(f"{label} folder {d} does not exist")
         if not d.is_dir():
             raise SodError(f"{flag} {d} is a file, not a folder: give the folder that holds the {label}s")
+        if label == "mask":
+            _check_not_root(d, flag, label)
+
+
+def _check_not_root(folder: Path, flag: str, label: str) -> None:
+    """SodError when `folder` holds no image itself but is a dataset root (images/ + masks/ inside it)."""
+    from sam2sod.data.discovery import find_layout
+
+    if list_images(folder, label, allow_empty=True):
+        return
+    try:
+        images, masks = find_layout(folder)
+    except SodError:
+        return
+    raise SodError(f"{flag} {folder} looks like a dataset root ({images.name}/ + {masks.name}/), not a folder of "
+                   f"{label}s: did you mean {flag} {masks}?")
 
 
 def check_score_inputs(preds: dict[str, Path], gt_dir: Path, recursive: bool = False) -> None:
@@ -272,19 +290,34 @@ def _exchange(a: Path, b: Path) -> bool:
     return fn(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0  # AT_FDCWD, RENAME_EXCHANGE
 
 
+_SET_TAG = re.compile(r"^(?:score-(\d+)-.*|old-(\d+))\.tmp$")
+
+
+def _stale_set(d: Path, tag: str, now: float, min_age_s: float) -> bool:
+    """A staging set `d` of a killed score: its writer's PID (in the name) is gone, or it is old (no PID)."""
+    if not (tag.startswith(("score-", "old-")) and d.is_dir() and not d.is_symlink()):
+        return False
+    names = {e.name for e in d.iterdir()}
+    if read_marker(d) != "score" and names:  # empty: killed before the marker was written
+        return False
+    found = _SET_TAG.match(tag)
+    pid = int(found.group(1) or found.group(2)) if found else None
+    if pid is not None and pid != os.getpid():
+        return not _parent_alive(pid)
+    return now - d.stat().st_mtime >= min_age_s
+
+
 def _remove_stale_sets(out: Path, min_age_s: float = 60.0) -> None:
-    """Delete `.OUT.score-*.tmp` / `.OUT.old-*.tmp` sets of killed runs next to `out` (ours only: marker 'score')."""
+    """Delete `.OUT.score-PID-*.tmp` / `.OUT.old-PID.tmp` sets of killed runs next to `out` (ours only: marker
+    'score'): at once when process PID is gone, else (no PID in the name) after `min_age_s`."""
     now = time.time()
     try:
         siblings = list(out.parent.glob(f".{out.name}.*.tmp"))
     except OSError:
         return
     for d in siblings:
-        tag = d.name[len(out.name) + 2:]
-        if not (tag.startswith(("score-", "old-")) and d.is_dir() and not d.is_symlink()):
-            continue
         try:
-            if now - d.stat().st_mtime >= min_age_s and read_marker(d) == "score":
+            if _stale_set(d, d.name[len(out.name) + 2:], now, min_age_s):
                 shutil.rmtree(d)
         except OSError:
             continue
@@ -298,12 +331,18 @@ def write_output_set(results: Sequence[MethodResult], out: Path, notes: dict[str
     """
     out = Path(os.path.abspath(out)).resolve()  # through a symlink: swap the real folder, keep the link
     _remove_stale_sets(out)
-    ours = {*SCORE_FILES, MANIFEST, MARKER}
+    ours = {*SCORE_FILES, MANIFEST, MARKER, LOCK}
     tmp = None
     if not out.exists() or (out.is_dir() and not os.path.ismount(out) and {e.name for e in out.iterdir()} <= ours):
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.score-", suffix=".tmp", dir=out.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.score-{os.getpid()}-", suffix=".tmp", dir=out.parent))
         except OSError:
+            tmp = None
+    if tmp is not None and (out / LOCK).is_file():  # the new set holds this process's lock (the same file)
+        try:
+            os.link(out / LOCK, tmp / LOCK)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
             tmp = None
     if tmp is None:
         (out / MANIFEST).unlink(missing_ok=True)

@@ -85,10 +85,8 @@ def _metrics_section(config: dict[str, Any]) -> list[str]:
 def _usage(config: dict[str, Any]) -> list[str]:
     if config.get("weights_format") == "onnx":
         files = config.get("onnx") or {}
-        lines = ["## Use (onnxruntime)", "", "```python", "import onnxruntime as ort",
-                 'sess = ort.InferenceSession("model.onnx")',
-                 'logits = sess.run(None, {"images": images})[0]  # images: float32 (B,3,S,S), normalised',
-                 "```", ""]
+        lines = ["## Use (onnxruntime)", "", "Run in this folder (`pip install onnxruntime pillow numpy`); "
+                 "`image.jpg` is your image:", "", *_onnx_snippet(config), ""]
         if "decoder.onnx" in files:
             lines += ["Prompted use: `image_encoder.onnx` (images -> image_embed, high_res_feat0, high_res_feat1) "
                       "once per image, then `decoder.onnx` (+ point_coords float32 (B,N,2) in input pixels, "
@@ -100,6 +98,24 @@ def _usage(config: dict[str, Any]) -> list[str]:
             'model = load_exported("path/to/this/folder")  # no base checkpoint needed',
             'logits = model(images)["logits"]  # images: (B,3,S,S), RGB / 255, normalised with mean/std above',
             "```", "", "Fine-tune it on new data: `model.init_from: path/to/this/folder` in a training config.", ""]
+
+
+def _onnx_snippet(config: dict[str, Any]) -> list[str]:
+    """A runnable onnxruntime example, preprocessing included: image.jpg -> saliency.png (image size)."""
+    pre = config.get("preprocess") or {}
+    mean = ", ".join(f"{float(v):.4g}" for v in pre.get("mean", (0.485, 0.456, 0.406)))
+    std = ", ".join(f"{float(v):.4g}" for v in pre.get("std", (0.229, 0.224, 0.225)))
+    return ["```python", "import numpy as np", "import onnxruntime as ort", "from PIL import Image", "",
+            f"S = {int(config['image_size'])}  # the model's input size",
+            f"MEAN, STD = np.array([{mean}], np.float32), np.array([{std}], np.float32)",
+            'image = Image.open("image.jpg").convert("RGB")',
+            "x = np.asarray(image.resize((S, S), Image.BILINEAR), np.float32) / 255  # (S,S,3) RGB in 0..1",
+            "x = ((x - MEAN) / STD).transpose(2, 0, 1)[None]  # (1,3,S,S), normalised",
+            'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+            'logits = sess.run(None, {"images": x})[0]  # (1,1,S,S)',
+            "saliency = 1 / (1 + np.exp(-logits[0, 0]))  # 0..1",
+            "out = Image.fromarray((saliency * 255).round().astype(np.uint8)).resize(image.size, Image.BILINEAR)",
+            'out.save("saliency.png")  # the map at the image\'s own size', "```"]
 
 
 def model_card(config: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ from torch import nn
 from sam2sod.errors import SodError
 
 __all__ = ["DECODER_FILE", "ENCODER_FILE", "MODEL_FILE", "OPSET", "ImageEncoderOnnx", "PromptDecoderOnnx",
-           "SodOnnx", "export_onnx", "has_prompt_path", "onnx_session", "require_onnx"]
+           "SodOnnx", "export_onnx", "has_prompt_path", "name_dims", "onnx_session", "require_onnx"]
 
 ENCODER_FILE, DECODER_FILE, MODEL_FILE = "image_encoder.onnx", "decoder.onnx", "model.onnx"
 OPSET = 17
@@ -221,10 +221,37 @@ class PromptDecoderOnnx(nn.Module):
         return out["logits"], out["iou"]
 
 
+def name_dims(data: bytes, shapes: dict[str, tuple[int, ...]], dynamic: dict[str, dict[int, str]]) -> bytes:
+    """Set every graph input / output dimension: its name from `dynamic` ('batch', 'points'), else the
+    fixed size from `shapes` (the traced example), so no exporter-made name (``Resizelogits_dim_1``) is left."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    for value in [*proto.graph.input, *proto.graph.output]:
+        if value.name not in shapes:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        for j, size in enumerate(shapes[value.name]):
+            if j >= len(dims):
+                break
+            named = dynamic.get(value.name, {}).get(j)
+            dims[j].Clear()
+            if named:
+                dims[j].dim_param = named
+            else:
+                dims[j].dim_value = int(size)
+    return proto.SerializeToString()
+
+
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str],
             dynamic: dict[str, dict[int, str]]) -> None:
-    """Trace `module` to ONNX in memory, then write `path` atomically."""
+    """Trace `module` to ONNX in memory, name its dimensions (`name_dims`), then write `path` atomically."""
     from sam2sod.atomic import atomic_write_bytes
+
+    with torch.no_grad():
+        result = module(*args)
+    result = result if isinstance(result, tuple) else (result,)
+    shapes = {k: tuple(v.shape) for k, v in zip([*inputs, *outputs], [*args, *result], strict=True)}
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -239,7 +266,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
             if "dynamo" not in str(e):
                 raise
             torch.onnx.export(module, args, buf, **kw)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, name_dims(buf.getvalue(), shapes, dynamic))
 
 
 def example_inputs(model: nn.Module, batch: int = 2, points: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -293,12 +320,14 @@ def export_onnx(model: nn.Module, out: Path, multimask: bool = False) -> dict[st
                   {k: {0: b} for k in ["images", *DECODER_INPUTS[:3]]}),
                  (DECODER_FILE, PromptDecoderOnnx(model, multimask), DECODER_INPUTS, ["logits", "iou"],
                   dyn | {"logits": {0: b}, "iou": {0: b}})]
+    from sam2sod.names import inside
+
     check = example_inputs(model, batch=1, points=3, seed=1)
     for name, module, inputs, outputs, dynamic in plan:
         module.eval()  # the exporter restores the wrapper's mode recursively: a training wrapper would leave
         # the model in training mode (BatchNorm on batch statistics) after the export
         with export_friendly(model, prompts=name == DECODER_FILE):
-            _export(module, tuple(ex[k] for k in inputs), out / name, inputs, outputs, dynamic)
+            _export(module, tuple(ex[k] for k in inputs), inside(out, name), inputs, outputs, dynamic)
         feed = {k: check[k] for k in inputs}
         with torch.no_grad():
             ref = module(*feed.values())

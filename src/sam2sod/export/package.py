@@ -113,6 +113,7 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
     from sam2sod.export.card import model_card
     from sam2sod.models.peft.lora import lora_modules, merge_lora
     from sam2sod.models.random_init import quiet_random_init
+    from sam2sod.names import inside
     from sam2sod.outputs import prepare_output_dir
 
     if format not in FORMATS:
@@ -122,7 +123,8 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
 
         require_onnx()
     source = open_source(checkpoint_or_run, base_checkpoint)
-    out = prepare_output_dir(out_dir, overwrite=overwrite, inputs=[source.path], command="export")
+    run_dir = source.path.parent if source.kind == "run" else source.path  # never written: no export inside it
+    out = prepare_output_dir(out_dir, overwrite=overwrite, inputs=[source.path, run_dir], command="export")
     with quiet_random_init():
         model = source.build("cpu").model
     lora_merged = bool(lora_modules(model))
@@ -131,13 +133,13 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
     model.eval()
     config = build_export_config(source, model, lora_merged, format)
     if format == "safetensors":
-        write_safetensors(model, out / WEIGHTS_FILE)
+        write_safetensors(model, inside(out, WEIGHTS_FILE))
         config["files"] = [WEIGHTS_FILE]
     else:
         from sam2sod.export.onnx_export import export_onnx
 
         config["onnx"] = export_onnx(model, out, multimask=config["multimask"])
         config["files"] = list(config["onnx"])
-    atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(out / CARD_FILE, model_card(config))
+    atomic_write_text(inside(out, CONFIG_FILE), json.dumps(config, indent=2) + "\n")
+    atomic_write_text(inside(out, CARD_FILE), model_card(config))
     return out

@@ -100,6 +100,8 @@ def predict_items(model: torch.nn.Module, items: Sequence[tuple[str, Path, Path 
     """
     from sam2sod.data.prompts import collate_prompts, oracle_prompts
 
+    if not items:
+        return
     tta = check_refine(refine, tta, model)
     if refine and oracle is not None:
         raise SodError("--refine starts prompt-free; it cannot be combined with an oracle --prompt")

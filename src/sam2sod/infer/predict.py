@@ -20,7 +20,7 @@ from sam2sod.data import list_images
 from sam2sod.data.discovery import warn_nested
 from sam2sod.data.io import image_size
 from sam2sod.errors import SodError
-from sam2sod.infer.formats import write_files
+from sam2sod.infer.formats import check_output_names, write_files
 from sam2sod.infer.inference import predict_items
 from sam2sod.infer.predict_options import encode_outputs, predict_options, prompted_maps
 from sam2sod.outputs import prepare_output_dir
@@ -110,7 +110,10 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             continue
         items.append((name, path, None))
     amp = inference_dtype(dev, dtype)
+    extra = ["overlay/{name}.jpg"] if with_overlay else []
+    check_output_names(list(images), opts.formats, extra)
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
+    check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside
     model = source.build(dev).model if items else None
     with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr,
                                disable=not progress) as bar, \

@@ -26,6 +26,7 @@ from sam2sod.infer.formats import (
     to_mask,
 )
 from sam2sod.infer.forward import check_refine
+from sam2sod.names import inside
 
 __all__ = ["PredictOptions", "parse_box", "parse_point", "predict_options", "prompted_maps", "encode_outputs"]
 
@@ -120,6 +121,6 @@ def encode_outputs(out: Path, name: str, saliency: np.ndarray, image_path: Path,
     image = load_image(image_path) if legacy_overlay or {"alpha", "overlay"} & set(opts.formats) else None
     files = encode_formats(out, name, saliency, opts.formats, image, opts.threshold)
     if legacy_overlay:
-        files.append((out / "overlay" / f"{name}.jpg", encode_image(draw_overlay(image, to_mask(saliency,
+        files.append((inside(out, "overlay", f"{name}.jpg"), encode_image(draw_overlay(image, to_mask(saliency,
                                                                                          opts.threshold)), "JPEG")))
     return files

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 
 from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD  # noqa: F401 - re-exported
 from sam2sod.errors import SodError
-from sam2sod.safe_load import load_weights_file
+from sam2sod.safe_load import WEIGHTS_CHECKS, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +227,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if not isinstance(model, SAM2Base):
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
+    path = os.fspath(path)
+    sha = file_sha256(path)
+    for check in WEIGHTS_CHECKS:  # e.g. the download record of `sam2sod.weights`, against these bytes
+        check(Path(path), sha)
     sd = read_state_dict(path)
     expected = model.state_dict()
     problem = state_dict_mismatch(expected, sd)
@@ -240,7 +245,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     model.load_state_dict(sd, strict=True)
     if hasattr(model, "sam2sod_base_info"):
         model.sam2sod_base_info.update(
-            checkpoint=os.path.abspath(os.fspath(path)), sha256=file_sha256(path), seed=None, pretrained=True
+            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha, seed=None, pretrained=True
         )
     logger.info("loaded SAM2 weights from %s", path)
     return model

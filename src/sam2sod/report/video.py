@@ -23,7 +23,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,8 @@ from sam2sod.metrics.video_stability import FLICKER_DEFINITION
 from sam2sod.names import inside
 from sam2sod.report.stats import CURVE_METRICS, ImageScores, Interval, bootstrap_cis
 
-__all__ = ["AVERAGING", "VIDEO_FILES", "bootstrap_sequences", "sequence_image_scores", "video_metrics_payload",
-           "write_video_scores"]
+__all__ = ["AVERAGING", "TABLE_COLUMNS", "VIDEO_FILES", "bootstrap_sequences", "format_video_table",
+           "sequence_image_scores", "video_metrics_payload", "write_video_scores"]
 
 #: The files `write_video_scores` writes.
 VIDEO_FILES = ("metrics.json", "sequences.csv", "frames.csv", "curves.csv")
@@ -44,6 +44,9 @@ AVERAGING = ("per-frame scores are averaged within each sequence; the dataset va
              "(DAVSOD toolkit main.m); maxFm/meanFm/maxEm/meanEm are the max/mean of the F/E curve averaged over "
              "each sequence's frames, then over sequences; JF = (J + F) / 2")
 _FRAME_COLUMNS = ("S", "MAE", "wF", "adpF", "E", "J", "F")
+#: Columns of `format_video_table`: header -> metric key.
+TABLE_COLUMNS = {"S": "Smeasure", "wF": "wFmeasure", "MAE": "MAE", "adpE": "adpEm", "maxE": "maxEm", "adpF": "adpFm",
+                 "maxF": "maxFm", "J": "J", "F": "F", "J&F": "JF", "flicker": "flicker"}
 
 
 def _number(value: float) -> float | None:
@@ -101,6 +104,26 @@ def _curve_rows(scores: VideoScores) -> list[list[object]]:
     for t in range(len(c["precision"])):
         rows.append([t, *(_fmt(float(c[k][t])) for k in ("precision", "recall", "fm_curve", "em_curve"))])
     return rows
+
+
+def format_video_table(results: Mapping[str, VideoScores]) -> str:
+    """An aligned plain-text table, one row per method ({method: scores}), then the rule lines.
+
+    The last lines state the averaging and each distinct skip rule with the frames scored / skipped.
+    """
+    head = ["method", *TABLE_COLUMNS]
+    rows = [[name, *(f"{s.values[k]:.4f}" if math.isfinite(s.values[k]) else "-" for k in TABLE_COLUMNS.values())]
+            for name, s in results.items()]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+             for r in [head, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, s in results.items():
+        c = s.counts()
+        lines.append(f"note: {name}: mean over {c['sequences_scored']} sequences; --skip-frames {s.skip_frames} "
+                     f"({c['frames_scored']} of {c['annotated_frames']} annotated frames scored, "
+                     f"{c['frames_skipped']} skipped)")
+    return "\n".join(lines)
 
 
 def write_video_scores(scores: VideoScores, out: str | os.PathLike) -> list[Path]:

@@ -75,9 +75,21 @@ def plan_cells(config: str | Path | None, grid_specs: list[str],
 
 
 def cell_name(assignments: list[tuple[str, Any]]) -> str:
-    """A folder-safe name for one grid cell, e.g. `method=lora__lr=0.001`."""
-    parts = [f"{k.split('.')[-1]}={v}" for k, v in assignments]
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "__".join(parts)) or "base"
+    """A folder-safe name for one grid cell, e.g. `method=lora__lr=0.001` (`sam2sod.names.check_name`).
+
+    Characters outside the name set become ``-``; a name changed that way (or longer than 100 characters)
+    ends in 8 hex digits of the SHA-256 of the exact assignments, so two cells never share a folder.
+    """
+    import hashlib
+
+    from sam2sod.names import check_name
+
+    raw = "__".join(f"{k.split('.')[-1]}={v}" for k, v in assignments) or "base"
+    name = re.sub(r"[^A-Za-z0-9_.=+-]", "-", raw).replace("..", "-.").lstrip(".-_=+") or "cell"
+    if name != raw or len(name) > 100:
+        digest = hashlib.sha256(repr(assignments).encode("utf-8")).hexdigest()[:8]
+        name = f"{name[:90]}-{digest}"
+    return check_name(name, "grid cell name", f"of {raw!r}")
 
 
 def score_split(cfg: TrainConfig) -> str:

@@ -13,16 +13,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
+from sam2sod.names import check_name
 from sam2sod.runs.config import TrainConfig, config_from_data, dump_yaml, read_config_file, to_dict
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def _merge(node: dict[str, Any], key: str, value: Any) -> None:
@@ -50,8 +48,9 @@ def stage_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
         if not isinstance(st, dict) or set(st) - {"name", "set"} or "name" not in st:
             raise SodError(f"{where} must be a mapping with keys name (and set), got {st!r}")
         name, sets = st["name"], st.get("set") or {}
-        if not isinstance(name, str) or not _NAME.match(name) or name in seen:
-            raise SodError(f"{where}.name must be a unique folder-safe name (letters, digits, _.-), got {name!r}")
+        if not isinstance(name, str) or name in seen:
+            raise SodError(f"{where}.name must be a unique name (it names the stage's folder), got {name!r}")
+        check_name(name, "stage name", f"in {where}.name")
         if not isinstance(sets, dict):
             raise SodError(f"{where}.set must be a mapping of config keys to values, got {sets!r}")
         if any(k == "stages" or k.startswith("stages.") for k in sets):

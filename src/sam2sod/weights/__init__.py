@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sam2sod.errors import SodError
+from sam2sod.safe_load import WEIGHTS_CHECKS
 
-__all__ = ["OFFICIAL", "WEIGHTS_ENV", "Verified", "WeightsEntry", "download_weights", "get_entry",
+__all__ = ["OFFICIAL", "WEIGHTS_ENV", "Verified", "WeightsEntry", "checked_sha256", "download_weights", "get_entry",
            "read_record", "record_path", "resolve_checkpoint", "verify_file", "weights_dir"]
 
 WEIGHTS_ENV = "SAM2SOD_WEIGHTS_DIR"
@@ -131,7 +132,8 @@ def _check_record(path: Path, sha256: str | None = None) -> bool:
     if record is None:
         return False
     st = path.stat()
-    again = f"delete it (and {record_path(path).name}) and run `sam2sod weights download {record.get('name', '')}`"
+    again = (f"check it with `sam2sod weights verify {path}`, or delete it (and {record_path(path).name}) and run "
+             f"`sam2sod weights download {record.get('name', '')}`")
     if record.get("bytes") not in (None, st.st_size):
         raise SodError(f"{path} has {st.st_size:,} bytes, but {record['bytes']:,} were recorded when it was "
                        f"downloaded ({record.get('recorded', '?')}): the file changed; {again}")
@@ -142,6 +144,23 @@ def _check_record(path: Path, sha256: str | None = None) -> bool:
         raise SodError(f"{path} has sha256 {got[:16]}..., but {record['sha256'][:16]}... was recorded when it was "
                        f"downloaded ({record.get('recorded', '?')}): the file changed; {again}")
     return True
+
+
+WEIGHTS_CHECKS.append(_check_record)  # every SAM2 weights load (`models.load_checkpoint`) checks the record
+
+
+def checked_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a weights file about to be loaded, after comparing it with the file's download record.
+
+    Every load hashes the whole file (a 149 MiB file takes well under a second), so a file changed in place
+    is refused even when its size and modification time were kept; `SodError` names the file and the fix.
+    """
+    from sam2sod.models.sam2_backbone import file_sha256
+
+    p = Path(path)
+    sha = file_sha256(p)
+    _check_record(p, sha)
+    return sha
 
 
 # ---- verification

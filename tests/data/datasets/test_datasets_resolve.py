@@ -27,14 +27,16 @@ def test_registry_counts_and_roles():
     counts = {name: info.expected for name, info in REGISTRY.items()}
     assert counts == {"DUTS-TR": 10553, "DUTS-TE": 5019, "ECSSD": 1000, "HKU-IS": 4447, "PASCAL-S": 850,
                       "DUT-OMRON": 5168, "SOD": 300, "CAMO-test": 250, "COD10K-test": 2026, "CHAMELEON": 76,
-                      "NC4K": 4121}
-    assert [n for n, i in REGISTRY.items() if i.role == "train"] == ["DUTS-TR"]
+                      "NC4K": 4121, "DIS-TR": 3000, "DIS-VD": 470, "DIS-TE1": 500, "DIS-TE2": 500, "DIS-TE3": 500,
+                      "DIS-TE4": 500, "HRSOD-TR": 1610, "HRSOD-TE": 400, "UHRSD-TR": 4932, "UHRSD-TE": 988}
+    assert [n for n, i in REGISTRY.items() if i.role == "train"] == ["DUTS-TR", "DIS-TR", "HRSOD-TR", "UHRSD-TR"]
     assert {n for n, i in REGISTRY.items() if i.task == "cod"} == {"CAMO-test", "COD10K-test", "CHAMELEON", "NC4K"}
     assert all(info.layouts for info in REGISTRY.values())
 
 
 @pytest.mark.parametrize(("given", "name"), [("ecssd", "ECSSD"), ("duts_te", "DUTS-TE"), ("HKUIS", "HKU-IS"),
-                                             ("CAMO", "CAMO-test"), ("cod10k", "COD10K-test"), ("x", None)])
+                                             ("CAMO", "CAMO-test"), ("cod10k", "COD10K-test"), ("x", None),
+                                             ("dis5k_te2", "DIS-TE2"), ("UHRSD", "UHRSD-TE")])
 def test_lookup_ignores_case_separators_and_knows_aliases(given, name):
     info = lookup(given)
     assert (info.name if info else None) == name

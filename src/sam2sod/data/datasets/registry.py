@@ -86,6 +86,26 @@ _ENTRIES = (
     ), ("COD10K",)),
     _cod("CHAMELEON", 76, (_IMGS_GT,)),
     _cod("NC4K", 4121, (_IMGS_GT,)),
+    # High-resolution sets (predict them with --tiles). DIS5K: Qin et al., "Highly Accurate Dichotomous Image
+    # Segmentation", ECCV 2022: 5470 images = DIS-TR 3000 + DIS-VD 470 + DIS-TE1..4 500 each.
+    _sod("DIS-TR", 3000, "train", (Layout("im", "gt", "official DIS5K release: DIS5K/DIS-TR/"),), ("DIS5K-TR",),
+         note="high-resolution (DIS5K)"),
+    _sod("DIS-VD", 470, "test", (Layout("im", "gt", "official DIS5K release: DIS5K/DIS-VD/"),), ("DIS5K-VD",),
+         note="high-resolution (DIS5K validation set, reported as a test set in DIS papers)"),
+    *(_sod(f"DIS-TE{k}", 500, "test", (Layout("im", "gt", f"official DIS5K release: DIS5K/DIS-TE{k}/"),),
+           (f"DIS5K-TE{k}",), note="high-resolution (DIS5K)") for k in (1, 2, 3, 4)),
+    # HRSOD: Zeng et al., "Towards High-Resolution Salient Object Detection", ICCV 2019: 2010 images,
+    # 1610 train + 400 test.
+    _sod("HRSOD-TR", 1610, "train", (Layout("HRSOD_train", "HRSOD_train_mask", "official release",
+                                            detected=False), _IMGS_GT), note="high-resolution"),
+    _sod("HRSOD-TE", 400, "test", (Layout("HRSOD_test", "HRSOD_test_mask", "official release", detected=False),
+                                   _IMGS_GT), ("HRSOD",), note="high-resolution"),
+    # UHRSD: Xie et al., "Pyramid Grafting Network for One-Stage High Resolution Saliency Detection", CVPR 2022:
+    # 5920 4K images, 4932 train + 988 test.
+    _sod("UHRSD-TR", 4932, "train", (Layout("image", "mask", "official release: UHRSD_TR_2K/", detected=False),
+                                     _IMGS_GT), note="high-resolution (4K)"),
+    _sod("UHRSD-TE", 988, "test", (Layout("image", "mask", "official release: UHRSD_TE_2K/", detected=False),
+                                   _IMGS_GT), ("UHRSD",), note="high-resolution (4K)"),
 )
 
 REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in _ENTRIES}

@@ -16,6 +16,7 @@ import yaml
 
 from sam2sod.data.datasets.registry import REGISTRY, lookup, normalize_name
 from sam2sod.errors import SodError, format_names
+from sam2sod.names import check_name, check_stem
 
 __all__ = ["DATASETS_ENV", "find_datasets_file", "load_mapping", "parse_spec", "resolve_data_args"]
 
@@ -57,7 +58,7 @@ def load_mapping(file: str | os.PathLike, *, from_env: bool = False) -> dict[str
     seen: dict[str, str] = {}
     for key, value in data.items():
         name = str(key).strip()
-        _check_name(name, f"in datasets file {where}")
+        check_name(name, "dataset name", f"in datasets file {where}")
         if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
             raise SodError(f"datasets file {where}: {name} must be a folder path, got {value!r}")
         norm = normalize_name(name)
@@ -67,12 +68,6 @@ def load_mapping(file: str | os.PathLike, *, from_env: bool = False) -> dict[str
         folder = Path(os.path.expandvars(os.path.expanduser(str(value).strip())))
         mapping[name] = folder if folder.is_absolute() else file.parent / folder
     return mapping
-
-
-def _check_name(name: str, where: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise SodError(f"invalid dataset name {name!r} {where}: use a plain name such as ECSSD (it names the "
-                       "output folder)")
 
 
 def parse_spec(spec: str) -> tuple[str | None, str]:
@@ -122,7 +117,7 @@ def _resolve_one(spec: str, file: Path | None, load: Callable[[], dict[str, Path
                  ) -> tuple[str, Path]:
     name, value = parse_spec(spec)
     if name is not None:
-        _check_name(name, f"in --data {spec}")
+        check_name(name, "dataset name", f"in --data {spec}")
         return name, Path(os.path.expanduser(value))
     path = Path(os.path.expanduser(spec))
     if _looks_like_path(spec):
@@ -177,6 +172,7 @@ def resolve_data_args(specs: list[str], datasets_file: str | os.PathLike | None 
     seen: dict[str, str] = {}
     for spec in specs:
         name, folder = _resolve_one(str(spec), file, load, from_env)
+        check_stem(name, "dataset folder name", f"of --data {spec}")  # a folder's own name, e.g. ECSSD or test
         key = name.lower()
         if key in seen:
             raise SodError(f"--data names must be distinct: {name} is given by both --data {seen[key]} and "
