@@ -121,3 +121,19 @@ def test_official_name_without_its_file_and_hub_paths_fail_in_one_line(tmp_path,
         assert main(["predict", "--checkpoint", name, "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
         assert needle in one_error_line(capsys.readouterr().err)
         assert not (tmp_path / "o").exists()
+
+
+def test_an_official_file_opens_as_zero_shot_sam2(tmp_path) -> None:
+    import torch
+
+    from sam2sod.models.sam2_backbone import build_sam2_model
+    from sam2sod.models.zero_shot import ZeroShotSAM2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sd = build_sam2_model("sam2.1", "tiny", 64, seed=3).state_dict()
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": sd}, path)
+    loaded = load_model(path, "cpu")
+    assert loaded.kind == "official" and isinstance(loaded.model, ZeroShotSAM2) and loaded.pretrained
+    assert loaded.path == path and loaded.image_size == 1024 and loaded.label == ""
