@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("export", "hub"),  # export folders (safetensors / ONNX), model cards; the hub up/download of exports
     ("apps",),  # quickstart, the browser demo
     ("cli",),  # the `sam2sod` command line: argument parsing only
-    ("",),  # `sam2sod` itself (lazy `sam2sod.Predictor`, `sam2sod.load_model`)
+    ("", "__main__"),  # `sam2sod` itself (lazy `sam2sod.Predictor`, `sam2sod.load_model`), `python -m sam2sod`
 )
 
 
