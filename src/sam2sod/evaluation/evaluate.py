@@ -85,7 +85,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     named = _named_datasets(datasets)
     names = [n for n, _ in named]
     datasets = [d for _, d in named]
-    source = open_source(checkpoint, base_checkpoint)  # a bad model path fails before anything is written
+    source = open_source(checkpoint, base_checkpoint) if split != "all" else None  # its split rule is needed
     plans, inputs = [], []
     for data_dir in datasets:
         image_dir, mask_dir = find_layout(data_dir)
@@ -99,6 +99,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         _check_masks_readable(pairs)
         plans.append((pairs, mask_dir))
         inputs += [Path(data_dir), image_dir, mask_dir]
+    source = source or open_source(checkpoint, base_checkpoint)  # a bad model path fails before --out exists
     out = prepare_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
     if split == "all":
         for data_dir in datasets:

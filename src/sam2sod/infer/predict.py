@@ -84,7 +84,6 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`). `checkpoint`:
     anything `sam2sod.load_model` opens; `progress`: the progress bar.
     """
-    source = open_source(checkpoint, base_checkpoint)
     dev = select_device(device)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     check_counts(batch_size)
@@ -112,6 +111,7 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     amp = inference_dtype(dev, dtype)
     extra = ["overlay/{name}.jpg"] if with_overlay else []
     check_output_names(list(images), opts.formats, extra)
+    source = open_source(checkpoint, base_checkpoint)  # a bad model path fails here, before --out exists
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside
     model = source.build(dev).model if items else None

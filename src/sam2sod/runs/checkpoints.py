@@ -8,7 +8,6 @@ line with the reason (`sam2sod.safe_load`).
 
 from __future__ import annotations
 
-import copy
 import errno
 import logging
 import time
@@ -18,8 +17,8 @@ from typing import Any
 import torch
 
 from sam2sod.atomic import atomic_torch_save, os_error_reason
-from sam2sod.runs.config import ModelConfig, TrainConfig, config_from_data, from_dict, to_dict
 from sam2sod.errors import SodError
+from sam2sod.runs.config import ModelConfig, TrainConfig, config_from_data, from_dict, to_dict
 from sam2sod.safe_load import load_weights_file
 
 FORMAT = "sam2sod-run-v1"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from sam2sod.errors import SodError

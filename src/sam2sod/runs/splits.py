@@ -7,8 +7,8 @@ from pathlib import Path
 from sam2sod.data import SODDataset, check_pairs, find_pairs
 from sam2sod.data.discovery import Pair
 from sam2sod.data.transforms import AugmentConfig, build_transform
-from sam2sod.runs.config import DataConfig, TrainConfig
 from sam2sod.errors import SodError
+from sam2sod.runs.config import DataConfig, TrainConfig
 
 SPLITS = ("train", "val", "test")
 
