@@ -76,7 +76,7 @@ def test_predict_formats_and_prompts_cli(tiny_run, tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(out / "mask" / "x.png")) > 0, sal / 255.0 >= 0.4)
     assert Image.open(out / "alpha" / "x.png").mode == "RGBA"
     assert (out / "overlay" / "x.png").is_file() and (out / "overlay" / "x.jpg").is_file()
-    assert "wrote 1 images as map, mask, alpha, overlay" in capsys.readouterr().out
+    assert "wrote 1 image as map, mask, alpha, overlay" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("extra", "fragment"), [
