@@ -97,8 +97,9 @@ def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
 
 def ours(run: Path, folder: Path, out: Path, batch: int, **options) -> tuple[float, float]:
     """(seconds for `predict_report` end to end, seconds of it spent building the model)."""
-    from sam2sod.infer.predict import predict_report
     from sam2sod.runs.loader import ModelSource
+
+    from sam2sod.infer.predict import predict_report
 
     build = ModelSource.build
     spent = []
@@ -128,8 +129,9 @@ def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: s
     `variant`: no_grad (what predict does), inference_mode, channels_last (model and input), bf16 (CPU
     autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
     """
-    from sam2sod.infer.inference import preprocess
     from sam2sod.runs.loader import load_model
+
+    from sam2sod.infer.inference import preprocess
 
     model = load_model(run, "cpu").model
     xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]

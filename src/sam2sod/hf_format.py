@@ -36,7 +36,7 @@ import torch
 from sam2sod.errors import SodError
 
 __all__ = ["FORMAT_NAMES", "IMAGE_PATH_PREFIXES", "detect_format", "from_transformers", "image_path_keys",
-           "read_base_state_dict"]
+           "is_safetensors", "read_base_state_dict"]
 
 FORMAT_NAMES = {"sam2": "an official-format sam2 checkpoint (sam2 names)",
                 "transformers": "SAM2 weights in transformers' Sam2Model safetensors layout",
@@ -141,6 +141,11 @@ def _safetensors_header(path: Path) -> tuple[list[str], dict[str, str]] | None:
         return None
     meta = header.pop("__metadata__", None) or {}
     return list(header), meta if isinstance(meta, dict) else {}
+
+
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """True when `path` starts like a safetensors file (an 8-byte header length, then a JSON header)."""
+    return _safetensors_header(Path(path)) is not None
 
 
 def _is_export(path: Path, meta: dict[str, str]) -> bool:

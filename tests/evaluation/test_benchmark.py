@@ -50,7 +50,8 @@ def _args(s: dict[str, Path], out: Path) -> list[str]:
 def test_benchmark_writes_everything_and_reruns_without_model_work(setup, tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "bench"
     assert main(_args(setup, out)) == 0
-    for f in ("table.csv", "table.md", "table.tex", "pvalues.csv", "pvalues.md", "qualitative.png", "report.html",
+    for f in ("table.csv", "table.md", "table.tex", "pvalues.csv", "pvalues.md", "qualitative_setA.png",
+              "qualitative_setB.png", "report.html",
               "benchmark.json", "curves/setA_pr.png", "curves/setA_f.png", "curves/setA_e.png", "curves/setB_pr.png",
               "pred/ours/setA/done.json", "scores/setB/metrics.json"):
         assert (out / f).is_file(), f
@@ -65,6 +66,17 @@ def test_benchmark_writes_everything_and_reruns_without_model_work(setup, tmp_pa
     assert "RANDOM INIT" in md and "**" in md and "↓" in md
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and 'src="curves' not in html
+    # one captioned grid per dataset; the terminal gets aligned blocks, not the markdown table
+    for name, n in (("setA", 6), ("setB", 5)):
+        assert f"<h2>{name}: qualitative comparison</h2>" in html and f"{name} ({n} images): {n} rows" in html
+    printed = capsys.readouterr().out
+    assert "| Method |" not in printed and "\nsetA:\nmethod  Params  Inference ms" in printed
+    done = json.loads((out / "pred" / "ours" / "setA" / "done.json").read_text())
+    assert done["infer_runs"] == 5 and done["infer_ms"] > 0 and done["infer_ms_spread"] >= 0
+    assert "infer_ms" not in json.loads((out / "pred" / "ours" / "setB" / "done.json").read_text())  # once per model
+    info = json.loads((out / "benchmark.json").read_text())["inference"]["ours"]
+    assert info["inference_ms"] == done["infer_ms"] and info["device"] == "cpu"
+    assert "batch-1 forward passes after 2 warm-up passes" in md
     # numbers identical to `sam2sod score` on the same folders
     score_out = tmp_path / "score"
     assert main(["score", "--pred", f"blur={setup['preds'] / 'setB'}", "--pred",

@@ -170,3 +170,24 @@ def test_amg_defaults_are_sam2s(sam21_tiny_ckpt):
     assert (gen.pred_iou_thresh, gen.stability_score_thresh, gen.box_nms_thresh) == (0.8, 0.95, 0.7)
     assert gen.point_grids[0].shape == (32 * 32, 2)
     assert gen.predictor._bb_feat_sizes == [(16, 16), (8, 8), (4, 4)]
+
+
+def test_an_official_name_loads_from_the_weights_cache(sam21_tiny_ckpt, tmp_path, monkeypatch, images):
+    import shutil
+
+    path, _ = sam21_tiny_ckpt
+    shutil.copy(path, tmp_path / "sam2.1_hiera_tiny.pt")
+    monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path))
+    from sam2sod import load_model
+    from sam2sod.weights import resolve_checkpoint
+
+    model = build_zero_shot(resolve_checkpoint("sam2.1_hiera_tiny"), "prompt-free", image_size=S)  # as load_model
+    assert load_model("sam2.1_hiera_tiny", "cpu").kind == "official"
+    assert model.base_info["checkpoint"] == str(tmp_path / "sam2.1_hiera_tiny.pt") and model.model_is_pretrained
+    with torch.no_grad():
+        assert torch.equal(model(images)["logits"], build_zero_shot(path, image_size=S)(images)["logits"])
+    monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(SodError, match="sam2sod weights download sam2.1_hiera_tiny"):
+        load_model("sam2.1_hiera_tiny", "cpu")
+    with pytest.raises(SodError, match="not found"):
+        build_zero_shot(str(tmp_path / "nothing.pt"), image_size=S)

@@ -42,3 +42,32 @@ def test_errors_and_names(tmp_path):
         save_curve_plot("roc", {"m": fake_curves(0)}, tmp_path / "x.png")
     with pytest.raises(SodError, match="no methods"):
         save_curve_plot("pr", {}, tmp_path / "x.png")
+
+
+def test_legend_sits_under_the_axes_and_a_redraw_is_skipped(tmp_path, monkeypatch):
+    """The legend is outside the plot area (below it); the same curves are not drawn twice."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from sam2sod.report.curves import save_curve_plot
+
+    c = {"precision": np.linspace(1, 0.5, 256), "recall": np.linspace(0, 1, 256),
+         "fm_curve": np.linspace(0.2, 0.8, 256), "em_curve": np.linspace(0.3, 0.9, 256)}
+    seen = {}
+    real_savefig = Figure.savefig
+
+    def spy(fig, *a, **k):
+        fig.canvas.draw()
+        ax, leg = fig.axes[0], fig.legends[0]
+        seen["axes"], seen["legend"] = ax.get_window_extent(), leg.get_window_extent()
+        return real_savefig(fig, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    path = save_curve_plot("f", {f"m{i}": c for i in range(4)}, tmp_path / "f.png", dpi=60)
+    assert seen["legend"].y1 <= seen["axes"].y0 + 1, "legend overlaps the axes"
+    mtime = path.stat().st_mtime_ns
+    seen.clear()
+    save_curve_plot("f", {f"m{i}": c for i in range(4)}, path, dpi=60)
+    assert seen == {} and path.stat().st_mtime_ns == mtime  # same curves: not drawn again
+    save_curve_plot("f", {"m0": c}, path, dpi=60)
+    assert seen  # other curves: drawn

@@ -34,11 +34,11 @@ def test_report_is_self_contained(tmp_path):
     figures = default_figures(tmp_path)
     assert [t for t, _ in figures][:3] == ["DUT-OMRON: precision-recall", "DUT-OMRON: F-measure curve",
                                            "DUT-OMRON: E-measure curve"]
-    assert len(figures) == 7 and figures[-1][0] == "qualitative"
+    assert len(figures) == 7 and figures[-1][0] == "qualitative comparison"
     path = write_html_report(tmp_path / "report.html", build_rows(METRICS, stats), stats, figures=figures,
                              caption="test split <RANDOM INIT>", method_info={"ours": {"params": 1_500_000}})
     page = path.read_text(encoding="utf-8")
-    assert "http" not in page.lower()
+    assert "http" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page).lower()  # base64 may hold it
     srcs = re.findall(r'src="([^"]*)"', page)
     assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in page and "url(" not in page and "<script" not in page
@@ -46,7 +46,7 @@ def test_report_is_self_contained(tmp_path):
         assert name in page
     assert "&lt;RANDOM INIT&gt;" in page and "1.50M" in page
     assert "<b>0.900</b> [0.88, 0.92]" in page  # the CI table
-    assert "<b>-0.100 (0.010 / 0.020)</b>" in page  # the p-value table
+    assert "<td><b>-0.100</b></td><td><b>0.010 / 0.020</b></td>" in page and "<th>Δ</th>" in page  # the p-value table
 
 
 def test_table_marks_and_groups():
@@ -63,3 +63,24 @@ def test_missing_or_unknown_figures_are_user_errors(tmp_path):
     (tmp_path / "a.gif").write_bytes(b"GIF89a")
     with pytest.raises(SodError, match="only"):
         write_html_report(tmp_path / "r.html", rows, figures=[("x", tmp_path / "a.gif")])
+
+
+def test_curves_sit_in_a_grid_and_each_grid_has_its_caption(tmp_path):
+    """Curves three to a row (a CSS grid, not one 1050 px figure per row); qualitative grids per dataset."""
+    import numpy as np
+
+    from sam2sod.report.curves import write_dataset_curves
+
+    c = {"precision": np.linspace(1, 0.5, 256), "recall": np.linspace(0, 1, 256),
+         "fm_curve": np.linspace(0.2, 0.8, 256), "em_curve": np.linspace(0.3, 0.9, 256)}
+    for ds in ("A", "B"):
+        write_dataset_curves({"ours": c, "other": c}, ds, tmp_path, dpi=40)
+        (tmp_path / f"qualitative_{ds}.png").write_bytes((tmp_path / "curves" / f"{ds}_pr.png").read_bytes())
+    figures = default_figures(tmp_path)
+    assert [t for t, _ in figures][-2:] == ["A: qualitative comparison", "B: qualitative comparison"]
+    page = write_html_report(tmp_path / "report.html", build_rows(METRICS), figures=figures,
+                             figure_captions={"qualitative_A.png": "A (3 images): rows ..."}).read_text()
+    grid = page.split('<div class="curves">')[1].split("</div>")[0]
+    assert grid.count("<figure>") == 6 and "grid-template-columns: repeat(3" in page
+    assert "<h2>A: qualitative comparison</h2>" in page and "<figcaption>A (3 images): rows ...</figcaption>" in page
+    assert "<h2>B: qualitative comparison</h2>" in page

@@ -68,7 +68,7 @@ def test_markdown_bold_and_underline_land_right():
     assert "ECSSD S ↑" in header and "ECSSD MAE ↓" in header and "Params" in header
     # columns: Method, Params, Inference ms, ECSSD S, MAE, maxF, DUTS S, MAE, maxF
     a, b, c = md_cells(md, "A"), md_cells(md, "B_net"), md_cells(md, "C")
-    assert a[1:3] == ["4.27M", "12.3"] and b[1:3] == ["25M", ""]
+    assert a[1:3] == ["4.27M", "12"] and b[1:3] == ["25M", ""]  # ms: the digits a timing supports
     assert a[3] == "**0.912**" and c[3] == "<u>0.880</u>" and b[3] == "0.850"  # S: higher is better
     assert b[4] == "**0.030**" and a[4] == "<u>0.041</u>" and c[4] == "0.060"  # MAE: lower is better
     assert b[6] == "**0.800**" and c[6] == "<u>0.750</u>"
@@ -97,7 +97,7 @@ def _braces_balanced(text: str) -> bool:
 def test_latex_structure():
     tex = render_latex(build_rows(METRICS), INFO, caption="50% budget & random_init")
     assert _braces_balanced(tex)
-    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{table}"):
+    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{table*}"):
         assert tex.count(cmd) == 1, cmd
     spec = re.search(r"\\begin\{tabular\}\{([a-z]+)\}", tex).group(1)
     assert spec == "lrr" + "ccc" * 2
@@ -118,13 +118,18 @@ def test_latex_structure():
 def test_latex_without_info_columns():
     tex = render_latex(build_rows({"D": {"A": {"MAE": 0.1}, "B": {"MAE": 0.2}}}))
     assert re.search(r"\\begin\{tabular\}\{lc\}", tex) and r"\cmidrule(lr){2-2}" in tex
+    assert r"\begin{table}[t]" in tex and r"\end{table}" in tex and r"\resizebox" not in tex  # fits a column
 
 
-def test_pvalue_markdown():
+def test_pvalue_markdown_one_row_per_dataset_and_metric():
     md = render_pvalues_markdown(list(stats().tests.values()))
     assert "against **A**" in md
-    cells = md_cells(md, "B_net")
-    assert cells[1] == "**-0.050 (<0.001 / 0.020)**" and cells[2] == "+0.010 (0.400 / –)"
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert lines[0] == "| Dataset | Metric | B_net Δ | B_net p | C Δ | C p |"
+    assert md_cells(md, "ECSSD") == ["ECSSD", "S ↑", "**-0.050**", "**<0.001 / 0.020**", "**-0.050**",
+                                     "**<0.001 / 0.020**"]
+    assert lines[3].split(" | ")[2:4] == ["+0.010", "0.400 / –"] and len(lines) == 4
+    assert max(len(c) for ln in lines[2:] for c in ln.split(" | ")) <= 20  # narrow cells: no wrapping
 
 
 def test_empty_rows_are_a_user_error():
@@ -132,3 +137,51 @@ def test_empty_rows_are_a_user_error():
 
     with pytest.raises(SodError, match="no results"):
         render_markdown([])
+
+
+def _wide_rows():
+    metrics = ("Smeasure", "wFmeasure", "MAE", "adpEm", "meanEm", "maxEm", "adpFm", "meanFm", "maxFm")
+    values = {d: {m: {k: 0.5 + 0.01 * i for k in metrics} for i, m in enumerate(("ours", "u2net", "f3net"))}
+              for d in ("ECSSD", "DUTS-TE")}
+    return build_rows(values)
+
+
+def test_latex_wide_table_spans_both_columns_and_fits():
+    """A 21-column table (2 info + 2 x 9 metrics) is a table* scaled to the text width."""
+    info = {m: {"params": 4e6, "inference_ms": 31.0, "inference_ms_spread": 1.5} for m in ("ours", "u2net", "f3net")}
+    tex = render_latex(_wide_rows(), info, caption="wide")
+    spec = re.search(r"\\begin\{tabular\}\{([a-z]+)\}", tex).group(1)
+    assert len(spec) == 21 and _braces_balanced(tex)
+    assert tex.count(r"\begin{table*}[t]") == 1 and tex.count(r"\end{table*}") == 1
+    assert r"\resizebox{\textwidth}{!}{%" in tex and r"\end{tabular}}" in tex and "31 ± 1.5" in tex
+
+
+def test_latex_wide_table_compiles_in_a_two_column_paper(tmp_path):
+    """With a TeX engine installed (texlive-latex-base + -recommended): the table compiles, and the
+    log reports no overfull box."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("pdflatex"):
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
+    tex = render_latex(_wide_rows(), {"ours": {"params": 4e6, "inference_ms": 31.0}}, caption="Results & more")
+    doc = ("\\documentclass[twocolumn]{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+           "\\begin{document}\n" + tex + "\n\\end{document}\n")
+    (tmp_path / "paper.tex").write_text(doc)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "paper.pdf").stat().st_size > 1000
+    assert "Overfull \\hbox" not in (tmp_path / "paper.log").read_text(errors="replace")
+
+
+def test_terminal_summary_is_aligned():
+    from sam2sod.report.tables import render_summary
+
+    text = render_summary(_wide_rows(), {"ours": {"params": 4e6, "inference_ms": 986.4, "inference_ms_spread": 12}})
+    blocks = text.split("\n\n")
+    assert blocks[0].splitlines()[0] == "ECSSD:" and blocks[1].splitlines()[0] == "DUTS-TE:"
+    lines = blocks[0].splitlines()[1:]
+    assert len({len(ln.rstrip()) for ln in lines[:2]}) == 1  # header and rule line up
+    assert lines[0].split()[:4] == ["method", "Params", "Inference", "ms"] and "|" not in text
+    assert "986 ± 12" in lines[2] and "0.520*" in lines[4]  # f3net: best S

@@ -165,6 +165,8 @@ def test_bad_options_are_one_line_errors(kwargs, word: str) -> None:
 def test_bad_inputs(model, memory) -> None:
     with pytest.raises(SodError, match="memory"):
         VideoTracker(model, None, TrackerConfig(keyframe_every=5))
+    with pytest.raises(SodError, match="seeding"):
+        VideoTracker(model, None, TrackerConfig(keyframe_every=1)).step(torch.zeros(1, 3, S, S), torch.ones(S, S))
     tracker = VideoTracker(model, memory)
     with pytest.raises(SodError, match=r"\(1,3,64,64\)"):
         tracker.step(torch.zeros(1, 3, 32, 32))

@@ -145,3 +145,31 @@ def test_heads_are_renumbered():
         "sam_mask_decoder.iou_prediction_head.layers.0.weight": 0.0,
         "sam_mask_decoder.iou_prediction_head.layers.1.weight": 1.0,
         "sam_mask_decoder.iou_prediction_head.layers.2.weight": 2.0}
+
+
+def test_weights_verify_names_the_format(converted, tiny_file, tmp_path):
+    from safetensors.torch import save_file
+
+    from sam2sod.weights import verified_line, verify_file
+
+    hf_path, _ = converted
+    found = verify_file(hf_path, check_record=False)
+    assert (found.format, found.variant) == ("transformers", "sam2.1 hiera tiny")
+    assert "transformers' Sam2Model layout" in verified_line(found)
+    assert verify_file(tiny_file[0], check_record=False).format == "sam2"
+    export = tmp_path / "exp"
+    export.mkdir()
+    save_file({"image_encoder.trunk.pos_embed": torch.zeros(1)}, export / "model.safetensors",
+              metadata={"sam2sod": "sam2sod-export/1"})
+    with pytest.raises(SodError, match=r"is the model.safetensors of a sam2sod export folder .*not an official"):
+        verify_file(export / "model.safetensors", check_record=False)
+
+
+def test_zero_shot_model_from_transformers_weights(hf_model, converted, image):
+    from sam2sod.models.zero_shot import build_zero_shot
+
+    hf_path, ours = converted
+    model = build_zero_shot(hf_path, "prompt-free", image_size=S)
+    assert model.model_is_pretrained and model.base_info["format"] == "transformers"
+    with torch.no_grad():
+        torch.testing.assert_close(model(image)["logits"], ours(image, None, multimask=True)["logits"])

@@ -66,12 +66,13 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 @command("make-synthetic", "write a deterministic synthetic SOD dataset")(_synth_args)
 def _make_synthetic(args: argparse.Namespace) -> int:
-    from sam2sod.data.synthetic import make_synthetic, remove_stale_pairs
+    from sam2sod.data.synthetic import check_synthetic_size, make_synthetic, remove_stale_pairs
     from sam2sod.outputs import prepare_output_dir
 
     if args.n < 1 or args.image_size < 16 or args.seed < 0:
         raise SodError(f"need --n >= 1, --image-size >= 16 and --seed >= 0, got --n {args.n} --image-size "
                        f"{args.image_size} --seed {args.seed}")
+    check_synthetic_size(args.out, args.n, args.image_size)  # memory and disk, before the folder is made
     prepare_output_dir(args.out, overwrite=args.overwrite, inputs=[], command="make-synthetic",
                        subdirs=("images", "masks"))
     names = make_synthetic(args.out, n=args.n, size=args.image_size, seed=args.seed)
@@ -124,7 +125,9 @@ def _benchmark(args: argparse.Namespace) -> int:
                        workers=args.workers, device=args.device or "auto", batch_size=args.batch_size,
                        overwrite=args.overwrite, base_checkpoint=args.base_checkpoint, recursive=args.recursive,
                        progress=not args.no_progress)
-    print((args.out / "table.md").read_text(encoding="utf-8"))
+    from sam2sod.report.tables import render_summary
+
+    print(f"{result['caption']}\n\n{render_summary(result['rows'], result['method_info'])}")
     print(f"wrote {', '.join(p.name for p in result['files'])} and curves/ to {args.out}")
     return 0
 

@@ -8,7 +8,12 @@ Layout of OUT (a rerun reuses finished predictions, so it does no model work):
   scores/DATASET/                         `sam2sod score`'s files for that dataset (metrics.json, per_image.csv, ...)
   table.csv / table.md / table.tex        tidy rows + the papers' layout (CIs and p-values in table.csv)
   pvalues.csv / pvalues.md                paired tests of the first method against each other one
-  curves/DATASET_{pr,f,e}.png, qualitative.png, report.html, benchmark.json
+  curves/DATASET_{pr,f,e}.png, qualitative_DATASET.png (one captioned grid per dataset), report.html,
+  benchmark.json
+
+"Inference ms" is each model's median time of one batch-1 forward pass (image already decoded and resized),
+measured after warm-up passes, with half the interquartile range as its spread; it is measured once per model
+when its predictions are made and kept in done.json.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.names import check_name, check_stem, inside
 from sam2sod.runs.loader import RANDOM_INIT, ModelSource, open_source
+
+WARMUP_RUNS, TIMED_RUNS = 2, 5  # forward passes before and while timing "Inference ms"
 
 
 @dataclass
@@ -106,11 +113,38 @@ def _overlaps(models: dict[str, ModelSource], specs: Sequence[tuple[str, Path]],
     return drop
 
 
+def time_forward(model: Any, image: Path, size: int, device: Any, multimask: bool = False) -> dict[str, float]:
+    """Median and spread (half the interquartile range) in ms of `TIMED_RUNS` batch-1 forward passes on one
+    preprocessed image, after `WARMUP_RUNS` untimed ones (allocator, kernels and caches warmed up)."""
+    import numpy as np
+    import torch
+
+    from sam2sod.data.io import load_image
+    from sam2sod.infer.forward import run_model
+    from sam2sod.infer.inference import preprocess
+
+    x = preprocess(load_image(image), size)[None].to(device)
+    times = []
+    with torch.no_grad():
+        for i in range(WARMUP_RUNS + TIMED_RUNS):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            run_model(model, x, None, multimask)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= WARMUP_RUNS:
+                times.append(1000 * (time.perf_counter() - t0))
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return {"infer_ms": float(med), "infer_ms_spread": float((q3 - q1) / 2), "infer_runs": TIMED_RUNS}
+
+
 def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, device: str,
-                    batch_size: int, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+                    batch_size: int, timed: bool = True, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images.
 
-    Returns (folder, done.json record with `infer_ms` and `params`, the model's total parameter count).
+    Returns (folder, done.json record with `params`, the model's total parameter count, and with `timed`
+    the `time_forward` keys `infer_ms`, `infer_ms_spread`).
     """
     from sam2sod.infer.inference import predict_items
     from sam2sod.models import count_params
@@ -129,14 +163,15 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
     with quiet_random_init():
         model = source.build(dev).model
     items = [(p.name, p.image, None) for p in ds.pairs]
-    t0 = time.perf_counter()
     with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img", disable=not progress) as bar:
         for name, pred in predict_items(model, items, source.image_size, dev, batch_size,
                                         multimask=source.multimask):
             atomic_save_image(Image.fromarray(pred), inside(folder, f"{name}.png"))
             bar.update()
-    record = {**key, "infer_ms": 1000 * (time.perf_counter() - t0) / len(items),
-              "params": count_params(model)["total"][0]}
+    record = {**key, "params": count_params(model)["total"][0]}
+    if timed:
+        record.update(time_forward(model, ds.pairs[0].image, source.image_size, dev, source.multimask),
+                      device=str(dev))
     atomic_write_text(done, json.dumps(record, indent=2) + "\n")
     return folder, record
 
@@ -235,12 +270,12 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     pred_dirs: dict[str, dict[str, Path]] = {m: {} for m in names}
     method_info: dict[str, dict[str, Any]] = {}
     for m, info in infos.items():
-        records = []
+        records: list[dict[str, Any]] = []
         for ds in sets:
-            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size, progress)
+            timed = not any("infer_ms_spread" in r for r in records)  # once per model
+            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size, timed, progress)
             records.append(record)
-        method_info[m] = {"params": records[0]["params"],
-                          "inference_ms": sum(r["infer_ms"] for r in records) / len(records)}
+        method_info[m] = _method_info(records)
     for m, root in preds.items():
         for ds in sets:
             pred_dirs[m][ds.name] = _pred_folder(m, Path(root), ds, len(sets))
@@ -248,20 +283,45 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     wanted = [*core, *extra_names] if metrics else None
     stats = benchmark_statistics(scores, wanted, n_resamples=n_resamples, seed=seed)
     rows = build_rows(metric_values, stats, wanted)
-    caption = _caption(sets, split, drop, notes)
+    devices = sorted({str(i["device"]) for i in method_info.values() if i.get("device")})
+    caption = _caption(sets, split, drop, notes, ", ".join(devices) or None)
     files = write_tables(out, rows, stats, method_info=method_info, caption=caption)
-    first = sets[0]
-    mae = {m: scores[m][first.name].value_map("MAE") for m in names}
-    shown = write_qualitative(inside(out, "qualitative.png"), first.image_dir, first.mask_dir,
-                              {m: pred_dirs[m][first.name] for m in names}, names=list(show) if show else None,
-                              mae=mae)
+    shown, grid_captions = {}, {}
+    for ds in sets:
+        path = inside(out, f"qualitative_{ds.name}.png")
+        wanted_here = [n for n in (show or []) if n in {p.name for p in ds.pairs}] or None
+        shown[ds.name] = write_qualitative(path, ds.image_dir, ds.mask_dir, {m: pred_dirs[m][ds.name] for m in names},
+                                           names=wanted_here, mae={m: scores[m][ds.name].value_map("MAE")
+                                                                   for m in names}, title=f"{ds.name}")
+        grid_captions[path.name] = _grid_caption(ds, names, shown[ds.name], wanted_here is not None)
     html = write_html_report(inside(out, "report.html"), rows, stats, figures=default_figures(out),
-                             method_info=method_info, caption=caption)
+                             method_info=method_info, caption=caption, figure_captions=grid_captions)
     atomic_write_text(inside(out, "benchmark.json"), json.dumps(
         {"methods": names, "datasets": {d.name: {"root": str(d.root), "images": len(d.pairs)} for d in sets},
          "split": split, "excluded_overlap": {k: sorted(v) for k, v in drop.items()}, "qualitative": shown,
+         "inference": {m: {k: i.get(k) for k in ("inference_ms", "inference_ms_spread", "device")}
+                       for m, i in method_info.items()},
          "notes": notes, "n_resamples": n_resamples, "seed": seed}, indent=2) + "\n")
-    return {"rows": rows, "stats": stats, "files": [*files, html, out / "qualitative.png"]}
+    grids = [out / name for name in grid_captions]
+    return {"rows": rows, "stats": stats, "files": [*files, html, *grids], "method_info": method_info,
+            "caption": caption}
+
+
+def _method_info(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Params and the timed record's inference median / spread (older done.json files: their mean)."""
+    timed = [r for r in records if "infer_ms_spread" in r]
+    if timed:
+        return {"params": records[0]["params"], "inference_ms": timed[0]["infer_ms"],
+                "inference_ms_spread": timed[0]["infer_ms_spread"], "device": timed[0].get("device")}
+    ms = [r["infer_ms"] for r in records if "infer_ms" in r]
+    return {"params": records[0]["params"], "inference_ms": sum(ms) / len(ms) if ms else None}
+
+
+def _grid_caption(ds: Dataset, methods: list[str], shown: list[str], given: bool) -> str:
+    how = ("the images given with --show" if given else
+           f"the images on which the methods disagree most, then {methods[0]}'s worst (per-image MAE)")
+    return (f"{ds.name} ({len(ds.pairs)} images): {len(shown)} rows, {how}; columns: the image, its ground "
+            "truth, then each method's saliency map; rows are labelled with the image names of this dataset.")
 
 
 def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]]) -> None:
@@ -273,7 +333,8 @@ def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequ
         check_name(name, "dataset name", f"in --data {name}={folder}")
 
 
-def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str]) -> str:
+def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str],
+             timing: str | None = None) -> str:
     parts = [", ".join(f"{d.name} ({len(d.pairs)} images)" for d in sets)]
     if split != "all":
         parts.append(f"{split} split by file name, as the runs split their data; best.pt was chosen on the val split")
@@ -282,4 +343,7 @@ def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: 
                      + ", ".join(f"{k} {len(v)}" for k, v in drop.items()))
     if notes:
         parts.append(f"{RANDOM_INIT} ({', '.join(notes)}): not comparable to published numbers")
+    if timing:
+        parts.append(f"Inference ms: median ± half the interquartile range of {TIMED_RUNS} batch-1 forward passes "
+                     f"after {WARMUP_RUNS} warm-up passes, on {timing}")
     return "Prompt-free; " + "; ".join(parts) + "."

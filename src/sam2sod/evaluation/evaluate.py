@@ -22,6 +22,7 @@ from sam2sod.evaluation.score import format_table, score
 from sam2sod.infer.formats import encode_image
 from sam2sod.infer.inference import ORACLE_LABEL, predict_items
 from sam2sod.infer.predict import RANDOM_INIT_NOTE, check_counts
+from sam2sod.infer.refine import count_refine_skips
 from sam2sod.names import check_name, check_relative, check_stem, inside
 from sam2sod.outputs import prepare_output_dir
 from sam2sod.runs.loader import ModelSource, open_source
@@ -110,7 +111,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     model = source.build(dev).model
     notes = _notes(source, prompt)
     oracle = None if prompt == "none" else prompt.split("-", 1)[1]
-    summary = {}
+    summary, refine_skipped = {}, {}
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
         pred_dir = inside(out, name, "pred")
         for p in pairs:
@@ -119,22 +120,26 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
             subset = f"{split}_split" if split != "all" else "no_overlap"
             mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, name, subset)) / "masks"
         items = [(p.name, p.image, p.mask if oracle else None) for p in pairs]
-        with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr, disable=not progress) as bar:
+        with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr, disable=not progress) as bar, \
+                count_refine_skips() as skipped:
             for img_name, pred in predict_items(model, items, source.image_size, dev, batch_size, oracle=oracle,
                                                 workers=None, multimask=source.multimask, refine=refine, tta=tta):
                 atomic_write_bytes(inside(pred_dir, f"{img_name}.png"), encode_image(pred))
                 bar.update()
+        set_notes = [*notes, *_refine_note(refine, skipped[0], len(items), name)]
+        if refine:
+            refine_skipped[name] = skipped[0]
         method = source.method + _variant_label(refine, tta) + ("" if prompt == "none" else f" [{ORACLE_LABEL}]")
         results = score({method: pred_dir}, mask_dir, inside(out, name), workers=workers, progress=progress,
-                        notes={method: "; ".join(notes)} if notes else None, recursive=recursive,
+                        notes={method: "; ".join(set_notes)} if set_notes else None, recursive=recursive,
                         nested_warning=False)
-        print(f"\n{name}:\n" + format_table(results, {method: "; ".join(notes)} if notes else None))
+        print(f"\n{name}:\n" + format_table(results, {method: "; ".join(set_notes)} if set_notes else None))
         summary[name] = results[0].metrics
     if notes:
         atomic_write_text(inside(out, "WARNING.txt"), "\n".join(notes) + "\n")
     atomic_write_text(inside(out, "summary.json"), json.dumps(
         {"checkpoint": str(source.path), "prompt": prompt, "split": split, "refine": refine, "tta": tta or "none",
-         "notes": notes, "datasets": summary},
+         "notes": notes, "datasets": summary, **({"refine_skipped": refine_skipped} if refine else {})},
         indent=2) + "\n")
     return summary
 
@@ -147,6 +152,16 @@ def _check_variant(refine: int, tta: str | None, prompt: str) -> str | None:
     if refine and prompt != "none":
         raise SodError(f"--refine starts prompt-free; it cannot be combined with --prompt {prompt}")
     return tta
+
+
+def _refine_note(refine: int, skipped: int, total: int, name: str) -> list[str]:
+    """Say once (stderr) and return as a table note how many images refinement left prompt-free."""
+    if not refine or not skipped:
+        return []
+    note = (f"--refine {refine} skipped {skipped} of {total} image{'s' if total != 1 else ''}: the first pass "
+            "found no object to prompt with, so those maps are the prompt-free ones")
+    print(f"note: {name}: {note}", file=sys.stderr)
+    return [note]
 
 
 def _variant_label(refine: int, tta: str | None) -> str:

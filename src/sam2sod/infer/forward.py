@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sam2sod.data.prompts import PromptBatch
 from sam2sod.errors import SodError
-from sam2sod.infer.refine import best_low_res, decode_refined, flip_prompts
+from sam2sod.infer.refine import best_low_res, decode_refined, flip_prompts, record_refine_skips
 
 __all__ = ["TTA_MODES", "check_refine", "is_promptable", "logits_to_uint8", "probability", "run_model",
            "saliency_from_logits", "saliency_to_uint8"]
@@ -101,11 +101,14 @@ def run_model(model: torch.nn.Module, images: Tensor, prompts: PromptBatch | Non
     if not refine and tta is None and features[0] is None:
         return model(images, prompts, multimask=multimask)
     out = _one_view(model, images, prompts, multimask, refine, features[0])
+    skipped = out.get("refine_skipped")
+    record_refine_skips(skipped)
     if tta is None:
         return out
     mirrored = _one_view(model, images.flip(-1), flip_prompts(prompts, images.shape[-1]), multimask, refine,
                          features[1])
-    return _merge([_best_only(out), _unflip(_best_only(mirrored))])
+    merged = _merge([_best_only(out), _unflip(_best_only(mirrored))])
+    return merged if skipped is None else {**merged, "refine_skipped": skipped}
 
 
 def probability(logits: Tensor, size_hw: tuple[int, int]) -> Tensor:

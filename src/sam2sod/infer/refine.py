@@ -12,6 +12,9 @@ the mirrored output is flipped back and the two probability maps are averaged (r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -22,9 +25,30 @@ from torch import Tensor
 from sam2sod.data.prompts import LABEL_BG, LABEL_BOX_BR, LABEL_BOX_TL, LABEL_FG, PromptBatch, Prompts, collate_prompts
 from sam2sod.errors import SodError
 
-__all__ = ["best_low_res", "decode_refined", "flip_prompts", "self_prompts"]
+__all__ = ["best_low_res", "count_refine_skips", "decode_refined", "flip_prompts", "record_refine_skips",
+           "self_prompts"]
 
 _MIN_PART = 0.05  # components smaller than this fraction of the largest one are ignored (speckle)
+_SKIPS: ContextVar[list[int] | None] = ContextVar("sam2sod_refine_skips", default=None)
+
+
+def record_refine_skips(skipped: Tensor | None) -> None:
+    """Add the images of `skipped` (B,) bool (refinement found no object) to the `count_refine_skips` block's count."""
+    counter = _SKIPS.get()
+    if counter is not None and skipped is not None:
+        counter[0] += int(skipped.sum())
+
+
+@contextmanager
+def count_refine_skips() -> Iterator[list[int]]:
+    """Count the images whose refinement was skipped because the first pass found no object (nothing to
+    prompt with: their map is the prompt-free one) in `run_model` calls inside the block; yields [count]."""
+    box = [0]
+    token = _SKIPS.set(box)
+    try:
+        yield box
+    finally:
+        _SKIPS.reset(token)
 
 
 def self_prompts(logits: Tensor, low_res: Tensor) -> Prompts:
@@ -76,21 +100,25 @@ def decode_refined(model: torch.nn.Module, features: dict[str, Any], prompts: Pr
                    multimask: bool = False, refine: int = 0) -> dict[str, Tensor]:
     """`model.decode(features, prompts)`, then `refine` self-prompted passes (prompt-free start only).
 
-    Returns `decode`'s dict with low_res_logits (B,1,S/4,S/4) of the returned mask after refinement.
+    Returns `decode`'s dict with low_res_logits (B,1,S/4,S/4) of the returned mask after refinement and
+    refine_skipped (B,) bool: the images whose first pass found no object (not refined).
     """
     if refine and prompts is not None:
         raise SodError("--refine starts from the prompt-free prediction; it cannot be combined with prompts "
                        "(points, box or mask_input)")
     out = model.decode(features, prompts, multimask)
     size = int(out["logits"].shape[-1])
+    skipped = None
     for _ in range(refine):
         low = best_low_res(out)
-        batch = collate_prompts([self_prompts(out["logits"][i], low[i]) for i in range(low.shape[0])], size)
+        own = [self_prompts(out["logits"][i], low[i]) for i in range(low.shape[0])]
+        skipped = torch.tensor([p.is_empty for p in own]) if skipped is None else skipped
+        batch = collate_prompts(own, size)
         if batch is None:
             break
         out = model.decode(features, batch.to(low.device), multimask)
     if refine:
-        out = {**out, "low_res_logits": best_low_res(out)}
+        out = {**out, "low_res_logits": best_low_res(out), "refine_skipped": skipped}
     return out
 
 

@@ -9,7 +9,8 @@ detected prompt-free by the tuned model itself (`model.decode(model.encode_image
 computes, so `keyframe_every=1` equals frame-wise image prediction bit for bit). Other frames are SAM2's
 tracking step: memory attention over the memory bank (the conditioning frames -- keyframes, re-detections,
 seeded masks -- and the recent frames), then the tuned prompt encoder + mask decoder, as
-`SAM2Base.track_step` does; their logits are gated by the object score as sam2 gates them.
+`SAM2Base.track_step` does; their logits are gated by the object score as sam2 gates them. Heads a method
+adds after SAM2's decoder (Tuned SAM's FAD, the edge head) act on keyframes only.
 
 Re-detection on a tracked frame (its features are reused, only the decoder runs again):
 - `redetect_score`: the tracked object score < this (default 0: SAM2's own "object absent" test);
@@ -151,6 +152,8 @@ class VideoTracker:
         """Process the next frame (1,3,S,S); `mask` (H,W) seeds this frame with a given object mask
         (sam2's `add_new_mask`: a conditioning frame whose output is the mask)."""
         self._check_frame(frame)
+        if mask is not None and self.view is None:
+            raise SodError("seeding a frame with a mask needs SAM2's memory (build_memory(model))")
         idx = self.frame_idx
         self.frame_idx += 1
         if self.framewise and mask is None:

@@ -200,6 +200,8 @@ def _base_from_weights(weights: str | os.PathLike | None, version: str | None, s
         raise SodError(f"SAM2 weights {path} not found (give an official name such as sam2.1_hiera_tiny or a file)")
     sd, fmt = read_base_state_dict(path)
     got_version, got_size = detect_variant(sd)
+    if fmt == "transformers":  # no memory keys: SAM2 and SAM2.1 share the image path, the version cannot be told
+        got_version = "sam2.1"
     version, size = version or got_version or "sam2.1", size or got_size or "tiny"
     if fmt == "sam2":
         return build_sam2_model(version, size, image_size, path, device=device)

@@ -67,24 +67,62 @@ def draw_curves(ax: Any, kind: str, curves: Mapping[str, Mapping[str, Any]], tit
         ax.set(xlabel="Threshold", xlim=(0, 255))
     ax.set(ylabel=ylabel, ylim=(0, 1.02), title=title or default_title)
     ax.grid(alpha=0.3, linewidth=0.5)
-    ax.legend(loc="lower left" if kind == "pr" else "lower center", fontsize=6.5, frameon=True, framealpha=0.85)
+
+
+def _legend_outside(fig: Any, ax: Any) -> None:
+    """The methods' legend under the axes (never over a curve), up to three entries per line."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), fontsize=6.5,
+               frameon=False)
 
 
 def save_curve_plot(kind: str, curves: Mapping[str, Mapping[str, Any]], path: str | Path, *,
                     title: str | None = None, dpi: int = 300, size: tuple[float, float] = (3.5, 3.2)) -> Path:
-    """One curve figure of all methods, written atomically as PNG to `path`."""
+    """One curve figure of all methods (legend under the axes), written atomically as PNG to `path`.
+
+    A PNG already at `path` drawn from the same curves, names and settings (its ``sam2sod-curves`` text
+    chunk holds their hash) is kept as it is: a rerun on cached predictions draws nothing again.
+    """
     from matplotlib.figure import Figure
 
     if not curves:
         raise SodError("no methods to plot")
     path = Path(path)
+    digest = _digest(kind, curves, title, dpi, size)
+    if _drawn_from(path) == digest:
+        return path
+    n_lines = -(-len(curves) // 3)  # legend lines under the axes
     with _small_fonts():
-        fig = Figure(figsize=size)
-        draw_curves(fig.add_subplot(), kind, curves, title)
-        fig.tight_layout()
+        fig = Figure(figsize=(size[0], size[1] + 0.16 * n_lines), layout="constrained")
+        ax = fig.add_subplot()
+        draw_curves(ax, kind, curves, title)
+        _legend_outside(fig, ax)
         with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
+            fig.savefig(f, format="png", dpi=dpi, metadata={"sam2sod-curves": digest})
     return path
+
+
+def _digest(kind: str, curves: Mapping[str, Mapping[str, Any]], *settings: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256(repr((kind, settings)).encode())
+    for method, c in curves.items():
+        h.update(method.encode())
+        for key in ("precision", "recall", "fm_curve", "em_curve"):
+            if key in c:
+                h.update(np.ascontiguousarray(np.asarray(c[key], dtype=np.float64)).tobytes())
+    return h.hexdigest()
+
+
+def _drawn_from(path: Path) -> str | None:
+    """The ``sam2sod-curves`` hash of an existing PNG, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.text.get("sam2sod-curves") if hasattr(im, "text") else None
+    except (OSError, ValueError):
+        return None
 
 
 def _small_fonts() -> Any:

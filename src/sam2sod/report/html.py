@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (inline CSS, figures as base64 data URIs, no external link).
 
 It holds the results table (best bold, second underlined), the bootstrap-CI table, the paired-test
-table, the curve plots and the qualitative grid, so it reads offline and can be mailed as one file.
+table (one row per dataset and metric), the curve plots (three to a row, one row per dataset) and one
+captioned qualitative grid per dataset, so it reads offline and can be mailed as one file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sam2sod.atomic import atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.report.stats import BenchmarkStats
-from sam2sod.report.tables import SHORT_NAMES, Row, arrow, format_p, format_value, table_model
+from sam2sod.report.tables import SHORT_NAMES, Row, arrow, format_value, pvalue_cells, pvalue_layout, table_model
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 _CSS = """
@@ -28,9 +29,11 @@ th, td { padding: 0.3em 0.6em; text-align: center; border-bottom: 1px solid #e5e
 th { background: #f3f3f3; } td.method, th.method { text-align: left; }
 thead tr:first-child th { border-bottom: 1px solid #999; }
 .caption, .note { color: #555; font-style: italic; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figure.wide { display: block; } figcaption { font-size: 0.85em; color: #555; text-align: center; }
+table.tests td { white-space: nowrap; }
+.curves { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 0.8em; }
+figure { margin: 0.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; color: #555; text-align: center; }
+.scroll { overflow-x: auto; }
 """
 
 
@@ -68,29 +71,24 @@ def results_table_html(rows: Sequence[Row], method_info: Mapping[str, Mapping[st
 
 
 def pvalue_table_html(stats: BenchmarkStats, alpha: float = 0.05) -> str:
-    """Paired tests against the reference: difference and (bootstrap / Wilcoxon) p-values."""
+    """Paired tests against the reference: one row per dataset and metric, per method its difference and
+    (bootstrap / Wilcoxon) p-values in two narrow columns."""
     tests = list(stats.tests.values())
     if not tests:
         return ""
-    methods = list(dict.fromkeys(t.method for t in tests))
-    cols = list(dict.fromkeys((t.dataset, t.metric) for t in tests))
-    by_key = {(t.method, t.dataset, t.metric): t for t in tests}
-    head = '<th class="method">Method</th>' + "".join(
-        f"<th>{_e(d)} {_e(SHORT_NAMES.get(m, m))}</th>" for d, m in cols)
+    methods, keys, by_key = pvalue_layout(tests)
+    top = '<th rowspan="2">Dataset</th><th rowspan="2">Metric</th>' + "".join(
+        f'<th colspan="2">{_e(m)}</th>' for m in methods)
+    sub = "".join("<th>Δ</th><th>p (boot / Wilc.)</th>" for _ in methods)
     body = []
-    for meth in methods:
-        cells = [f'<td class="method">{_e(meth)}</td>']
-        for d, m in cols:
-            t = by_key.get((meth, d, m))
-            if t is None:
-                cells.append("<td>–</td>")
-                continue
-            text = _e(f"{t.difference:+.3f} ({format_p(t.p_bootstrap)} / {format_p(t.p_wilcoxon) or '–'})")
-            significant = t.p_bootstrap < alpha and (t.p_wilcoxon is None or t.p_wilcoxon < alpha)
-            cells.append(f"<td>{f'<b>{text}</b>' if significant else text}</td>")
+    for d, m in keys:
+        cells = [f'<td class="method">{_e(d)}</td>', f"<td>{_e(SHORT_NAMES.get(m, m))} {arrow(m)}</td>"]
+        for meth in methods:
+            diff, p, significant = pvalue_cells(by_key.get((meth, d, m)), alpha)
+            cells += [f"<td>{f'<b>{_e(x)}</b>' if significant else _e(x)}</td>" for x in (diff, p)]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return ("<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n" + "\n".join(body)
-            + "\n</tbody>\n</table>")
+    return ('<table class="tests">\n<thead><tr>' + top + "</tr><tr>" + sub + "</tr></thead>\n<tbody>\n"
+            + "\n".join(body) + "\n</tbody>\n</table>")
 
 
 def data_uri(path: str | Path) -> str:
@@ -107,7 +105,8 @@ def data_uri(path: str | Path) -> str:
 
 
 def default_figures(out: str | Path) -> list[tuple[str, Path]]:
-    """The figures a benchmark folder holds: ``curves/*_{pr,f,e}.png`` by dataset, then ``qualitative*.png``."""
+    """The figures a benchmark folder holds: ``curves/*_{pr,f,e}.png`` by dataset, then the qualitative grids
+    (``qualitative_DATASET.png``, or ``qualitative.png``)."""
     out = Path(out)
     kinds = {"pr": "precision-recall", "f": "F-measure curve", "e": "E-measure curve"}
     found = []
@@ -116,21 +115,41 @@ def default_figures(out: str | Path) -> list[tuple[str, Path]]:
         if m:
             found.append((m.group(1), list(kinds).index(m.group(2)), f"{m.group(1)}: {kinds[m.group(2)]}", path))
     figures = [(title, path) for _, _, title, path in sorted(found, key=lambda f: (f[0], f[1]))]
-    figures += [(p.stem.replace("_", " "), p) for p in sorted(out.glob("qualitative*.png"))]
+    for p in sorted(out.glob("qualitative*.png")):
+        dataset = p.stem.partition("_")[2]
+        figures.append((f"{dataset}: qualitative comparison" if dataset else "qualitative comparison", p))
     return figures
+
+
+def _figures_html(figures: Sequence[tuple[str, str | Path]], captions: Mapping[str, str]) -> list[str]:
+    """Curve plots three to a row (one row per dataset), then each qualitative grid on its own, captioned."""
+    curves = [(t, p) for t, p in figures if "qualitative" not in Path(p).stem]
+    grids = [(t, p) for t, p in figures if "qualitative" in Path(p).stem]
+    parts = []
+    if curves:
+        parts += ["<h2>Curves</h2>", '<div class="curves">']
+        parts += [f'<figure><img alt="{_e(t)}" src="{data_uri(p)}"><figcaption>{_e(t)}</figcaption></figure>'
+                  for t, p in curves]
+        parts.append("</div>")
+    for t, p in grids:
+        note = captions.get(Path(p).name, "")
+        parts += [f"<h2>{_e(t)}</h2>", f'<figure class="scroll"><img alt="{_e(t)}" '
+                  f'src="{data_uri(p)}"><figcaption>{_e(note or t)}</figcaption></figure>']
+    return parts
 
 
 def render_html(rows: Sequence[Row], stats: BenchmarkStats | None = None, *,
                 figures: Sequence[tuple[str, str | Path]] = (),
                 method_info: Mapping[str, Mapping[str, Any]] | None = None, caption: str | None = None,
-                title: str = "sam2sod benchmark") -> str:
+                title: str = "sam2sod benchmark", figure_captions: Mapping[str, str] | None = None) -> str:
     """The whole page as a string (see :func:`write_html_report`)."""
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{_e(title)}</h1>"]
     if caption:
         parts.append(f'<p class="caption">{_e(caption)}</p>')
     parts += ["<h2>Results</h2>", '<p class="note">Best value per column in bold, second underlined; '
-              "↑ higher is better, ↓ lower is better.</p>", results_table_html(rows, method_info)]
+              "↑ higher is better, ↓ lower is better.</p>",
+              f'<div class="scroll">{results_table_html(rows, method_info)}</div>']
     if stats is not None and stats.intervals:
         level = f"{stats.confidence * 100:g}%"
         parts += [f"<h2>{level} bootstrap confidence intervals</h2>",
@@ -141,12 +160,7 @@ def render_html(rows: Sequence[Row], stats: BenchmarkStats | None = None, *,
                   f'<p class="note">Difference (method − {_e(stats.reference)}) and two-sided p-values '
                   "(paired bootstrap / Wilcoxon signed-rank, per-image metrics only); bold: p &lt; 0.05.</p>",
                   pvalue_table_html(stats)]
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        for fig_title, path in figures:
-            wide = ' class="wide"' if "qualitative" in Path(path).stem else ""
-            parts.append(f'<figure{wide}><img alt="{_e(fig_title)}" src="{data_uri(path)}">'
-                         f"<figcaption>{_e(fig_title)}</figcaption></figure>")
+    parts += _figures_html(figures, figure_captions or {})
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -154,12 +168,13 @@ def render_html(rows: Sequence[Row], stats: BenchmarkStats | None = None, *,
 def write_html_report(path: str | Path, rows: Sequence[Row], stats: BenchmarkStats | None = None, *,
                       figures: Sequence[tuple[str, str | Path]] = (),
                       method_info: Mapping[str, Mapping[str, Any]] | None = None, caption: str | None = None,
-                      title: str = "sam2sod benchmark") -> Path:
+                      title: str = "sam2sod benchmark", figure_captions: Mapping[str, str] | None = None) -> Path:
     """Write ``report.html`` atomically: tables (+ CI / p-value tables with `stats`) and embedded figures.
 
-    `figures`: (title, file) pairs in display order, e.g. :func:`default_figures` of the output folder.
+    `figures`: (title, file) pairs in display order, e.g. :func:`default_figures` of the output folder;
+    `figure_captions`: {file name: caption} for the qualitative grids.
     """
     path = Path(path)
     atomic_write_text(path, render_html(rows, stats, figures=figures, method_info=method_info, caption=caption,
-                                        title=title))
+                                        title=title, figure_captions=figure_captions))
     return path

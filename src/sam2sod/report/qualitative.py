@@ -102,7 +102,7 @@ def _row_cells(name: str, image: Path, gt: Path, preds: Sequence[Path], height: 
 def write_qualitative(path: str | Path, image_dir: str | Path, gt_dir: str | Path,
                       pred_dirs: Mapping[str, str | Path], *, names: Sequence[str] | None = None,
                       mae: Mapping[str, Mapping[str, float]] | None = None, n: int = 6, row_height: int = 160,
-                      font_size: int = 14) -> list[str]:
+                      font_size: int = 14, title: str | None = None) -> list[str]:
     """Write the qualitative grid to `path` (PNG, atomically); returns the image names shown.
 
     Args:
@@ -113,6 +113,7 @@ def write_qualitative(path: str | Path, image_dir: str | Path, gt_dir: str | Pat
         mae: {method: {image name: per-image MAE}} (e.g. ``ImageScores.value_map("MAE")`` per method).
         n: rows when choosing automatically.
         row_height: pixel height of every row.
+        title: a line drawn above the grid (e.g. the dataset's name), so the figure says what it shows.
     """
     if not pred_dirs:
         raise SodError("no prediction folders for the qualitative figure")
@@ -135,15 +136,18 @@ def write_qualitative(path: str | Path, image_dir: str | Path, gt_dir: str | Pat
     cell_w = max(max(c.width for c in row) for row in rows)
     cell_w = max(cell_w, min(240, max(_text_width(probe, t, font) for t in titles)))
     label_w = min(240, max(_text_width(probe, nm, font) for nm in names)) + 2 * _PAD
-    header_h = font_size + 3 * _PAD
+    top = font_size + 3 * _PAD if title else 0
+    header_h = top + font_size + 3 * _PAD
     width = label_w + len(titles) * (cell_w + _PAD) + _PAD
     height = header_h + len(rows) * (row_height + _PAD) + _PAD
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
-    for j, title in enumerate(titles):
-        text = _fit(draw, title, font, cell_w)
+    if title:
+        draw.text((_PAD, _PAD), _fit(draw, title, font, width - 2 * _PAD), fill=_TEXT, font=font)
+    for j, column in enumerate(titles):
+        text = _fit(draw, column, font, cell_w)
         x0 = label_w + _PAD + j * (cell_w + _PAD)
-        draw.text((x0 + (cell_w - _text_width(draw, text, font)) // 2, _PAD), text, fill=_TEXT, font=font)
+        draw.text((x0 + (cell_w - _text_width(draw, text, font)) // 2, top + _PAD), text, fill=_TEXT, font=font)
     for i, (nm, row) in enumerate(zip(names, rows, strict=True)):
         y0 = header_h + i * (row_height + _PAD)
         label = _fit(draw, nm, font, label_w - 2 * _PAD)

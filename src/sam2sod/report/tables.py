@@ -31,6 +31,7 @@ LATEX_NAMES = {"Smeasure": r"$S_\alpha$", "wFmeasure": r"$F_\beta^w$", "MAE": "M
                "adpEm": r"$E_\phi^{adp}$", "meanEm": r"$E_\phi^{mean}$", "maxEm": r"$E_\phi^{max}$",
                "adpFm": r"$F_\beta^{adp}$", "meanFm": r"$F_\beta^{mean}$", "maxFm": r"$F_\beta^{max}$"}
 INFO_COLUMNS = {"params": "Params", "inference_ms": "Inference ms"}
+WIDE_COLUMNS = 8  # LaTeX tables with more columns span both columns of a paper and are scaled to fit
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -122,11 +123,18 @@ def format_params(value: Any) -> str:
     return f"{v / 1e3:.1f}K" if abs(v) >= 1e3 else f"{v:g}"
 
 
-def _format_info(key: str, value: Any) -> str:
+def format_ms(value: float) -> str:
+    """Milliseconds with the digits a timing supports: '986', '31', '4.2'."""
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def _format_info(key: str, value: Any, spread: Any = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if key == "params":
         return format_params(value)
+    if key == "inference_ms" and isinstance(value, int | float):
+        return format_ms(float(value)) + (f" ± {format_ms(float(spread))}" if isinstance(spread, int | float) else "")
     return f"{float(value):.1f}" if isinstance(value, int | float) else str(value)
 
 
@@ -177,7 +185,8 @@ def table_model(rows: Sequence[Row], method_info: Mapping[str, Mapping[str, Any]
     info = method_info or {}
     keys = [k for k in INFO_COLUMNS if any(info.get(m, {}).get(k) is not None for m in methods)]
     model.info_titles = [INFO_COLUMNS[k] for k in keys]
-    model.info = {m: [_format_info(k, info.get(m, {}).get(k)) for k in keys] for m in methods}
+    model.info = {m: [_format_info(k, info.get(m, {}).get(k), info.get(m, {}).get(f"{k}_spread")) for k in keys]
+                  for m in methods}
     return model
 
 
@@ -236,7 +245,11 @@ def latex_escape(text: str) -> str:
 
 def render_latex(rows: Sequence[Row], method_info: Mapping[str, Mapping[str, Any]] | None = None,
                  caption: str | None = None, label: str = "tab:benchmark") -> str:
-    """A booktabs ``table``: multicolumn dataset headers with cmidrules, \\textbf best, \\underline second."""
+    """A booktabs table: multicolumn dataset headers with cmidrules, \\textbf best, \\underline second.
+
+    Over `WIDE_COLUMNS` columns it is a two-column-spanning ``table*`` whose tabular is scaled to
+    ``\\textwidth`` (``\\resizebox``, package graphicx), so a 21-column table fits a two-column paper.
+    """
     model = table_model(rows, method_info)
     groups = [(d, model.columns(d)) for d in model.datasets]
     lead = 1 + len(model.info_titles)
@@ -249,10 +262,14 @@ def render_latex(rows: Sequence[Row], method_info: Mapping[str, Mapping[str, Any
     head = ["Method", *(latex_escape(t) for t in model.info_titles)]
     for _, cols in groups:
         head += [f"{LATEX_NAMES.get(m, latex_escape(m))} {arrow(m, latex=True)}" for m in cols]
-    lines = [r"\begin{table}[t]", r"\centering"]
+    wide = len(spec) > WIDE_COLUMNS
+    env = "table*" if wide else "table"
+    lines = [r"% needs \usepackage{booktabs}" + (r" and \usepackage{graphicx}" if wide else ""),
+             rf"\begin{{{env}}}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    lines += [rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+    lines += [rf"\label{{{label}}}", *([r"\resizebox{\textwidth}{!}{%"] if wide else []),
+              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
               " & ".join(top) + r" \\", " ".join(rules), " & ".join(head) + r" \\", r"\midrule"]
     for meth in model.methods:
         cells = [latex_escape(meth), *(latex_escape(x) for x in model.info[meth])]
@@ -266,7 +283,7 @@ def render_latex(rows: Sequence[Row], method_info: Mapping[str, Mapping[str, Any
                 rank = model.ranks.get(row.key)
                 cells.append(rf"\textbf{{{text}}}" if rank == 1 else rf"\underline{{{text}}}" if rank == 2 else text)
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else ""), rf"\end{{{env}}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -293,31 +310,72 @@ def pvalues_to_csv(tests: Sequence[PairedTest]) -> str:
     return buf.getvalue()
 
 
+def pvalue_layout(tests: Sequence[PairedTest]) -> tuple[list[str], list[tuple[str, str]], dict]:
+    """(methods, (dataset, metric) rows, {(method, dataset, metric): test}): one row per dataset and metric,
+    two narrow columns (difference, p-values) per compared method."""
+    methods = _ordered([t.method for t in tests])
+    keys = _ordered([(t.dataset, t.metric) for t in tests])
+    return methods, keys, {(t.method, t.dataset, t.metric): t for t in tests}
+
+
+def pvalue_cells(t: PairedTest | None, alpha: float = 0.05) -> tuple[str, str, bool]:
+    """(difference '+0.012', p-values '0.034 / 0.041', significant) of one test; dashes when missing."""
+    if t is None:
+        return "–", "–", False
+    significant = t.p_bootstrap < alpha and (t.p_wilcoxon is None or t.p_wilcoxon < alpha)
+    return f"{t.difference:+.3f}", f"{format_p(t.p_bootstrap)} / {format_p(t.p_wilcoxon) or '–'}", significant
+
+
 def render_pvalues_markdown(tests: Sequence[PairedTest], alpha: float = 0.05) -> str:
-    """Methods x (dataset, metric): ``difference (p bootstrap / p Wilcoxon)``, significant ones in bold."""
+    """(dataset, metric) rows x per method: difference | p bootstrap / p Wilcoxon; significant ones in bold."""
     if not tests:
         return ""
     ref = tests[0].reference
-    methods = _ordered([t.method for t in tests])
-    cols = _ordered([(t.dataset, t.metric) for t in tests])
-    by_key = {(t.method, t.dataset, t.metric): t for t in tests}
-    head = ["Method", *(f"{d} {SHORT_NAMES.get(m, m)}" for d, m in cols)]
-    lines = [f"Paired tests against **{_md_escape(ref)}**: difference (method − {_md_escape(ref)}) and "
-             f"two-sided p-values (paired bootstrap / Wilcoxon signed-rank); bold: p < {alpha} in both "
-             "(or in the bootstrap where Wilcoxon does not apply).", "",
-             "| " + " | ".join(head) + " |", "|:---|" + "|".join([":---:"] * len(cols)) + "|"]
+    methods, keys, by_key = pvalue_layout(tests)
+    head = ["Dataset", "Metric"]
     for meth in methods:
-        cells = [_md_escape(meth)]
-        for d, m in cols:
-            t = by_key.get((meth, d, m))
-            if t is None:
-                cells.append("–")
-                continue
-            text = f"{t.difference:+.3f} ({format_p(t.p_bootstrap)} / {format_p(t.p_wilcoxon) or '–'})"
-            significant = t.p_bootstrap < alpha and (t.p_wilcoxon is None or t.p_wilcoxon < alpha)
-            cells.append(f"**{text}**" if significant else text)
+        head += [f"{_md_escape(meth)} Δ", f"{_md_escape(meth)} p"]
+    lines = [f"Paired tests against **{_md_escape(ref)}**: Δ = method − {_md_escape(ref)}; p = two-sided "
+             f"p-values (paired bootstrap / Wilcoxon signed-rank); bold: p < {alpha} in both (or in the bootstrap "
+             "where Wilcoxon does not apply).", "",
+             "| " + " | ".join(head) + " |", "|:---|:---|" + "|".join(["---:"] * (2 * len(methods))) + "|"]
+    for d, m in keys:
+        cells = [_md_escape(d), f"{SHORT_NAMES.get(m, m)} {arrow(m)}"]
+        for meth in methods:
+            diff, p, significant = pvalue_cells(by_key.get((meth, d, m)), alpha)
+            cells += [f"**{diff}**", f"**{p}**"] if significant else [diff, p]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def render_summary(rows: Sequence[Row], method_info: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Aligned plain text for the terminal, one block per dataset (as `sam2sod score` prints): method, info
+    columns, then each metric to 3 decimals; best of a column marked with '*'."""
+    model = table_model(rows, method_info)
+    blocks = []
+    for d in model.datasets:
+        cols = model.columns(d)
+        head = ["method", *model.info_titles, *(f"{SHORT_NAMES.get(m, m)} {arrow(m)}" for m in cols)]
+        body = []
+        for meth in model.methods:
+            cells = [meth, *model.info[meth]]
+            for m in cols:
+                row = model.cells.get((meth, d, m))
+                text = "–" if row is None else format_value(row)[0]
+                cells.append(text + ("*" if row is not None and model.ranks.get(row.key) == 1 else " "))
+            body.append(cells)
+        blocks.append("\n".join([f"{d}:", *_aligned(head, body)]))
+    return "\n\n".join(blocks) + "\n(* best of its column; every digit in table.csv)\n"
+
+
+def _aligned(head: list[str], body: list[list[str]]) -> list[str]:
+    """Rows of cells as aligned lines: first column left-aligned, the others right-aligned, a rule under head."""
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
+    return [fmt(head), "  ".join("-" * w for w in widths), *map(fmt, body)]
 
 
 def write_tables(out: str | Path, rows: Sequence[Row], stats: BenchmarkStats | None = None, *,

@@ -81,9 +81,11 @@ def resume_checkpoint(run_dir: Path) -> dict[str, Any]:
         what = "is not a folder" if Path(run_dir).exists() else "does not exist"
         raise SodError(f"--resume {run_dir}: the run folder {what}")
     if (Path(run_dir) / "config.yaml").is_file():
+        metrics = Path(run_dir) / "metrics.csv"
+        first = f"delete {metrics}, then " if metrics.exists() else ""
         raise SodError(f"{run_dir} never saved a checkpoint (no last.pt: it stopped before the end of its first "
-                       f"epoch or optim.checkpoint_every_steps steps), so there is nothing to resume; start it "
-                       f"again with: sam2sod train --config {Path(run_dir) / 'config.yaml'} --out {run_dir}")
+                       f"epoch or optim.checkpoint_every_steps steps), so there is nothing to resume; to start it "
+                       f"again, {first}run: sam2sod train --config {Path(run_dir) / 'config.yaml'} --out {run_dir}")
     raise SodError(f"--resume {run_dir}: no run to resume there (no last.pt, no config.yaml)")
 
 

@@ -197,6 +197,7 @@ class Verified:
     sha256: str
     recorded: bool  # a download record exists and matches
     published: bool  # the entry's published sha256 is known and matches
+    format: str = "sam2"  # "sam2" (official names) | "transformers" (Sam2Model layout; see sam2sod.hf_format)
 
     @property
     def variant(self) -> str:
@@ -237,22 +238,33 @@ def verify_file(path: str | os.PathLike, entry: WeightsEntry | None = None, *, c
                        "official file (a truncated or a different download)")
     sha = file_sha256(p)
     recorded = _check_record(p, sha) if check_record else False  # a changed file: say so before parsing it
-    sd = read_state_dict(p)
+    from sam2sod.hf_format import FORMAT_NAMES, detect_format, image_path_keys, is_safetensors, read_base_state_dict
+
+    fmt = detect_format(p) if is_safetensors(p) else "sam2"  # a pickle is read once, below
+    if fmt == "sam2sod-export":
+        raise SodError(f"{p} is {FORMAT_NAMES[fmt]}, not an official SAM2 checkpoint: load its folder with "
+                       f"load_exported or `model.init_from: {p.parent}`")
+    sd, fmt = read_base_state_dict(p) if fmt == "transformers" else (read_state_dict(p), fmt)
     version, size = detect_variant(sd)
+    if fmt == "transformers" and version is not None:  # no memory keys: SAM2 and SAM2.1 look alike (same image path)
+        version = entry.version if entry is not None else "sam2.1"
     if entry is not None and (version, size) != (entry.version, entry.size):
         raise SodError(f"{p} is {describe_variant(version, size)}, not {entry.name} ({entry.variant})")
     if version is None or size is None:
         raise SodError(f"{p} is none of the official SAM2 / SAM2.1 variants: it is {describe_variant(version, size)}")
     expected = {k: torch.empty(s, device="meta") for k, s in _expected_shapes(version, size)}
+    if fmt == "transformers":  # transformers' Sam2Model holds the still-image path only
+        expected = image_path_keys(expected)
     problem = state_dict_mismatch(expected, sd)
     del sd
     if problem:
-        raise SodError(f"{p} looks like {version} hiera {size} but does not match its official key set: {problem}")
+        raise SodError(f"{p} looks like {version} hiera {size} ({FORMAT_NAMES[fmt]}) but does not match its "
+                       f"official key set: {problem}")
     published = entry is not None and entry.sha256 is not None
     if published and sha != entry.sha256:
         raise SodError(f"{p} has sha256 {sha[:16]}..., but the published {entry.name} has {entry.sha256[:16]}...: "
                        "not the official file")
-    return Verified(p, version, size, nbytes, sha, recorded, published)
+    return Verified(p, version, size, nbytes, sha, recorded, published, fmt)
 
 
 # ---- download
@@ -363,5 +375,7 @@ def verified_line(found: Verified) -> str:
         how = "no download record beside it"
     if found.published:
         how += ", matches the published sha256"
-    return (f"{found.path}: {found.variant} (official key set and tensor shapes), {found.nbytes:,} bytes, "
+    layout = ("transformers' Sam2Model layout, official image-path key set and tensor shapes"
+              if found.format == "transformers" else "official key set and tensor shapes")
+    return (f"{found.path}: {found.variant} ({layout}), {found.nbytes:,} bytes, "
             f"sha256 {found.sha256} ({how})")
