@@ -127,3 +127,18 @@ def test_demo_folder_is_guarded(point_model, tmp_path):
 
     demo = build_demo(Predictor(point_model, 64), tmp_path / "dl")
     assert isinstance(demo, gr.Blocks) and read_marker(tmp_path / "dl") == "demo"
+
+
+def test_demo_command_says_host_and_port_errors_in_one_line(tmp_path, capsys):
+    pytest.importorskip("gradio")
+    from sam2sod.cli import main
+
+    assert main(["demo", "--checkpoint", str(tmp_path / "no_run"), "--host", "999.1.1.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --host '999.1.1.1' is not a valid host name or IP address" and "launch()" not in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", "--checkpoint", str(tmp_path / "no_run"), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: port {port} is in use on 127.0.0.1")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sam2sod.runs.loader import open_source
 
 from sam2sod import load_model
 from sam2sod.cli import main
 from sam2sod.infer.predictor import Predictor
+from sam2sod.runs.loader import open_source
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 KINDS = ("run", "best", "last", "export")

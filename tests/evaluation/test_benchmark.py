@@ -95,10 +95,14 @@ def test_benchmark_writes_everything_and_reruns_without_model_work(setup, tmp_pa
     import sam2sod.infer.inference as inf
 
     monkeypatch.setattr(inf, "predict_items", lambda *a, **k: pytest.fail("predicted again"))
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", lambda *a, **k: pytest.fail("a plot was drawn again"))
     capsys.readouterr()
     assert main(_args(setup, out)) == 0
     assert capsys.readouterr().out.count("cached predictions reused") == 2
     assert calls == []  # not even built to count its parameters (done.json keeps the count)
+    assert (out / "scores" / "setA" / "pr_curve.png").is_file() and (out / "curves" / "setB_e.png").is_file()
 
 
 def test_benchmark_split_and_errors(setup, tmp_path, capsys) -> None:

@@ -107,3 +107,16 @@ def test_lock_is_reentrant_in_one_process(tmp_path):
     out = prepare_output_dir(tmp_path / "a", overwrite=False, inputs=[], command="score")
     assert prepare_output_dir(out, overwrite=False, inputs=[], command="score") == out
     assert holder(out)["pid"] == str(os.getpid())
+
+
+def test_resume_takes_the_lock_too(hold, tmp_path, capsys, one_error_line, monkeypatch):
+    import sam2sod.train.stages as stages_mod
+
+    def boom(*a, **k):
+        raise AssertionError("the second writer resumed")
+
+    monkeypatch.setattr(stages_mod, "run_training", boom)
+    run = tmp_path / "run"
+    first = hold(run, "train")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert f"pid {first.pid}" in one_error_line(capsys.readouterr().err)

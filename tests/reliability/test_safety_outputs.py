@@ -60,7 +60,7 @@ def test_failed_predict_leaves_no_new_out(ds, tmp_path, capsys, one_error_line):
 
 def test_failed_score_on_a_truncated_prediction_leaves_no_new_out(ds, preds, tmp_path, capsys, one_error_line):
     victim = sorted(preds.iterdir())[3]
-    victim.write_bytes(victim.read_bytes()[:40])  # truncated: found only when it is decoded
+    victim.write_bytes(victim.read_bytes()[:-40])  # truncated: its header reads, its pixels do not
     out = tmp_path / "scores"
     assert main(["score", "--pred", str(preds), "--gt", str(ds / "masks"), "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 2

@@ -52,3 +52,10 @@ def test_setup_installs_skip_the_torchvision_conflict_check():
     lines = [line for line in make.splitlines() if "$(PIP) install" in line]
     after = lines[[i for i, line in enumerate(lines) if "sam2==" in line][0] + 1:]
     assert after and all("$(NO_TV_WARNING)" in line for line in after), after
+
+
+def test_info_says_random_init_once():
+    err = subprocess.run([sys.executable, "-m", "sam2sod.cli", "info", "--set", "model.image_size=64"],
+                         capture_output=True, text=True, check=True).stderr
+    lines = [line for line in err.splitlines() if "random init" in line.lower()]
+    assert lines == [lines[0]] and lines[0].startswith("warning: random init: no SAM2 weights loaded"), err

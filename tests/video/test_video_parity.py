@@ -55,17 +55,20 @@ def checkpoint(tmp_path_factory) -> tuple[str, dict[str, torch.Tensor]]:
     return str(path), sam.state_dict()
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> tuple[str, list[np.ndarray], np.ndarray]:
-    """(jpeg folder, decoded frames, seed mask (S,S) bool)."""
-    folder = tmp_path_factory.mktemp("frames")
+def write_video(folder, n: int) -> tuple[str, list[np.ndarray], np.ndarray]:
+    """(jpeg folder, decoded frames, seed mask (S,S) bool) of an n-frame moving disc."""
     decoded = []
-    for t, img in enumerate(moving_disc(8)):
+    for t, img in enumerate(moving_disc(n)):
         Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=95)
         decoded.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
     yy, xx = np.mgrid[:S, :S]
     mask = (xx - S * 0.3) ** 2 + (yy - S * 0.5) ** 2 <= (S * 0.18) ** 2
     return str(folder), decoded, mask
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> tuple[str, list[np.ndarray], np.ndarray]:
+    return write_video(tmp_path_factory.mktemp("frames"), 8)
 
 
 def sam2_logits(path: str, folder: str, mask: np.ndarray) -> list[torch.Tensor]:
@@ -79,18 +82,32 @@ def sam2_logits(path: str, folder: str, mask: np.ndarray) -> list[torch.Tensor]:
     return [masks[0:1].float().clone() for _, _, masks in pred.propagate_in_video(state)]
 
 
-@pytest.mark.parametrize("method", ["decoder_only", "lora", "adapter_cbam"])
-def test_propagation_equals_sam2_video_predictor(checkpoint, video, method: str) -> None:
-    path, _ = checkpoint
-    folder, frames, mask = video
-    theirs = sam2_logits(path, folder, mask)
+def ours_logits(path: str, method: str, frames: list[np.ndarray], mask: np.ndarray,
+                num_frames: int | None) -> list:
     model = create_model(method, version="sam2.1", size="tiny", image_size=S, checkpoint=path)
     tracker = VideoTracker(model, build_memory(model), TrackerConfig(
-        keyframe_every=0, redetect_score=None, check_every=0, num_frames=len(frames)))
-    ours = list(tracker.track((preprocess(f, S)[None] for f in frames), masks={0: torch.from_numpy(mask)}))
-    assert [o.kind for o in ours] == ["seed"] + ["track"] * (len(frames) - 1)
+        keyframe_every=0, redetect_score=None, check_every=0, num_frames=num_frames))
+    return list(tracker.track((preprocess(f, S)[None] for f in frames), masks={0: torch.from_numpy(mask)}))
+
+
+def assert_same(ours: list, theirs: list[torch.Tensor]) -> None:
+    assert [o.kind for o in ours] == ["seed"] + ["track"] * (len(theirs) - 1)
     assert len(theirs) == len(ours)
     for t, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a.logits.shape == b.shape == (1, 1, S, S)
         assert (b > 0).any() and (b < 0).any(), f"frame {t}: sam2's mask is trivial"
         torch.testing.assert_close(a.logits, b, atol=1e-4, rtol=0, msg=f"frame {t}")
+
+
+@pytest.mark.parametrize("method", ["decoder_only", "lora", "adapter_cbam"])
+def test_propagation_equals_sam2_video_predictor(checkpoint, video, method: str) -> None:
+    path, _ = checkpoint
+    folder, frames, mask = video
+    assert_same(ours_logits(path, method, frames, mask, len(frames)), sam2_logits(path, folder, mask))
+
+
+def test_streaming_without_length_equals_sam2_beyond_the_pointer_window(checkpoint, tmp_path) -> None:
+    """20 frames (> sam2's 16 object pointers): the bounded bank drops what sam2 no longer reads."""
+    path, _ = checkpoint
+    folder, frames, mask = write_video(tmp_path, 20)
+    assert_same(ours_logits(path, "decoder_only", frames, mask, None), sam2_logits(path, folder, mask))

@@ -183,3 +183,16 @@ def test_frame_wise_models_without_sam2_decoder(memory) -> None:
     outs = list(VideoTracker(unet, None, TrackerConfig(keyframe_every=1)).track(disc_video(2)))
     with torch.no_grad():
         assert torch.equal(outs[1].logits, unet(disc_video(2)[1])["logits"])
+
+
+@pytest.mark.parametrize("method", ["adapter_cbam", "full", "lora", "sam_adapter", "tuned_sam"])
+def test_every_sam2_decoder_method_tracks(method: str) -> None:
+    """Methods with their own encode_image (Tuned SAM) or encoder wrappers: keyframes stay image predict."""
+    m = create_model(method, image_size=S, seed=3)
+    frames = disc_video(3)
+    outs = list(VideoTracker(m, build_memory(m), TrackerConfig(keyframe_every=2, check_every=0)).track(frames))
+    assert [o.kind for o in outs][0::2] == ["detect", "detect"] and outs[1].kind in ("track", "redetect")
+    with torch.no_grad():
+        for i in (0, 2):
+            assert torch.equal(outs[i].logits, m(frames[i])["logits"])
+    assert torch.isfinite(outs[1].logits).all() and outs[1].logits.shape == (1, 1, S, S)

@@ -77,6 +77,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise SodError(f"--resume continues the run in {args.resume}, not in --out {args.out}: drop --out, or "
                            f"start a new run with --config {Path(args.resume) / 'config.yaml'} --out {args.out}")
+        if Path(args.resume).is_dir():  # one writer per run folder (sam2sod.lock), as for a new run
+            from sam2sod import lock
+
+            lock.acquire(args.resume, "train", shown=args.resume)
         summary = run_training(None, args.resume, resume=True, overrides=overrides,
                                allow_config_change=args.allow_config_change, progress=not args.no_progress)
         if summary.get("complete"):
@@ -102,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     import warnings
 
-    from sam2sod.models import count_params
+    from sam2sod.models import RandomInitWarning, count_params
     from sam2sod.runs.checkpoints import model_from_config
     from sam2sod.runs.config import load_config
 
@@ -110,6 +114,7 @@ def _info(args: argparse.Namespace) -> int:
     m = cfg.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.simplefilter("default", RandomInitWarning)  # the one random-init line, as every command says it
         model = model_from_config(m, "cpu", cfg.seed)
     groups = count_params(model)
     total, trainable = groups.pop("total")

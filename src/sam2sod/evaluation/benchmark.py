@@ -194,6 +194,7 @@ def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_nam
     from sam2sod.evaluation.score import load_prediction, score_method, write_output_set
     from sam2sod.metrics.extra import ExtraMetrics
     from sam2sod.report.curves import write_dataset_curves
+    from sam2sod.report.plots import reuse_plots_from
     from sam2sod.report.stats import ImageScores
 
     metrics: dict[str, dict[str, dict[str, float]]] = {}
@@ -218,7 +219,8 @@ def _score(sets: list[Dataset], pred_dirs: dict[str, dict[str, Path]], extra_nam
             scores.setdefault(method, {})[ds.name] = ImageScores.from_pair_scores(names, r.pair_scores, extra)
             results.append(r)
         shown_notes = {m: n for m, n in notes.items() if m in pred_dirs}
-        write_output_set(results, inside(out, "scores", ds.name), shown_notes)
+        with reuse_plots_from(inside(out, "scores", ds.name)):  # a rerun copies its unchanged plots
+            write_output_set(results, inside(out, "scores", ds.name), shown_notes)
         inside(out, "curves", f"{ds.name}_pr.png")
         write_dataset_curves({r.name: r.curves for r in results}, ds.name, out)
     return metrics, scores

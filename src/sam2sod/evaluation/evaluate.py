@@ -183,7 +183,11 @@ def _check_overlap(pairs: list, source: ModelSource, data_dir: Path, exclude: bo
     lines = "; ".join(describe_overlap(report, str(train_root)))
     print(f"warning: {data_dir}: {len(found)} images duplicate the run's training data ({lines}); "
           + ("excluded from scoring" if exclude else "use --exclude-overlap to leave them out"), file=sys.stderr)
-    return [p for p in pairs if p.name not in found] if exclude else pairs
+    kept = [p for p in pairs if p.name not in found] if exclude else pairs
+    if not kept:
+        raise SodError(f"--exclude-overlap: all {len(pairs)} images of {data_dir} duplicate the run's training data "
+                       f"in {train_root}, so nothing is left to score; evaluate on another dataset")
+    return kept
 
 
 def _warn_training_root(source: ModelSource, data_dir: str | Path) -> None:

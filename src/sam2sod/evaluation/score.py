@@ -297,11 +297,10 @@ def _stale_set(d: Path, tag: str, now: float, min_age_s: float) -> bool:
     """A staging set `d` of a killed score: its writer's PID (in the name) is gone, or it is old (no PID)."""
     if not (tag.startswith(("score-", "old-")) and d.is_dir() and not d.is_symlink()):
         return False
-    names = {e.name for e in d.iterdir()}
-    if read_marker(d) != "score" and names:  # empty: killed before the marker was written
-        return False
     found = _SET_TAG.match(tag)
     pid = int(found.group(1) or found.group(2)) if found else None
+    if read_marker(d) != "score":  # ours only; an empty one with a PID: killed before the marker was written
+        return pid is not None and pid != os.getpid() and not any(d.iterdir()) and not _parent_alive(pid)
     if pid is not None and pid != os.getpid():
         return not _parent_alive(pid)
     return now - d.stat().st_mtime >= min_age_s

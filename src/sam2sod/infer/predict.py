@@ -108,6 +108,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
             bad(path, err)
             continue
         items.append((name, path, None))
+    if not items:
+        raise SodError(_none_readable(len(images), src))
     amp = inference_dtype(dev, dtype)
     extra = ["overlay/{name}.jpg"] if with_overlay else []
     check_output_names(list(images), opts.formats, extra)
@@ -134,9 +136,16 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
         while pending:
             report.written += pending.popleft().result()
             bar.update()
+    if len(report.skipped) == report.total:
+        raise SodError(_none_readable(report.total, src))
     if not source.pretrained:
         print(f"warning: {RANDOM_INIT_NOTE}")
     return report
+
+
+def _none_readable(n: int, src: Path) -> str:
+    what = "the image" if n == 1 else f"any of the {n} images"
+    return f"cannot read {what} in --input {src} (listed above as skipped): nothing to predict"
 
 
 def predict(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,

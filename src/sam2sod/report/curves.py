@@ -77,11 +77,13 @@ def _legend_outside(fig: Any, ax: Any) -> None:
 
 
 def save_curve_plot(kind: str, curves: Mapping[str, Mapping[str, Any]], path: str | Path, *,
-                    title: str | None = None, dpi: int = 300, size: tuple[float, float] = (3.5, 3.2)) -> Path:
+                    title: str | None = None, dpi: int = 300, size: tuple[float, float] = (3.5, 3.2),
+                    reuse: str | Path | None = None) -> Path:
     """One curve figure of all methods (legend under the axes), written atomically as PNG to `path`.
 
     A PNG already at `path` drawn from the same curves, names and settings (its ``sam2sod-curves`` text
-    chunk holds their hash) is kept as it is: a rerun on cached predictions draws nothing again.
+    chunk holds their hash) is kept as it is, and one at `reuse` (e.g. the same file of the previous output
+    set) is copied: a rerun on cached predictions draws nothing again.
     """
     from matplotlib.figure import Figure
 
@@ -90,6 +92,10 @@ def save_curve_plot(kind: str, curves: Mapping[str, Mapping[str, Any]], path: st
     path = Path(path)
     digest = _digest(kind, curves, title, dpi, size)
     if _drawn_from(path) == digest:
+        return path
+    if reuse is not None and _drawn_from(Path(reuse)) == digest:
+        with atomic_open(path, "wb") as f:
+            f.write(Path(reuse).read_bytes())
         return path
     n_lines = -(-len(curves) // 3)  # legend lines under the axes
     with _small_fonts():

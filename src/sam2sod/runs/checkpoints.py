@@ -27,7 +27,7 @@ FORMAT = "sam2sod-run-v1"
 RESUME_KEYS = ("optim.epochs", "optim.max_steps", "optim.time_budget_min", "optim.checkpoint_every_steps",
                "optim.max_bad_steps", "device", "val_batch_size", "log_every", "data.workers")
 CHANGES_FILE = "config_changes.txt"
-log = logging.getLogger("sam2sod.train")
+log = logging.getLogger("sam2sod.checkpoint")
 
 
 def _disk_full(err: BaseException | None) -> OSError | None:
