@@ -9,7 +9,8 @@ import torch
 
 from sam2sod.data.synthetic import make_synthetic
 from sam2sod.evaluation.evaluate import evaluate
-from sam2sod.infer.refine import count_refine_skips, run_model
+from sam2sod.infer.forward import run_model
+from sam2sod.infer.refine import count_refine_skips
 from sam2sod.models.sod_sam2 import SAM2SOD
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
