@@ -15,26 +15,32 @@ Rules of `prepare_output_dir`:
   free space (`SAM2SOD_MIN_FREE_MB`, default 50; 0 turns the check off); each problem is one `SodError`
   line naming the path.
 
-A folder that `prepare_output_dir` created is removed again by `discard_failed_outputs` when the command
-fails and leaves nothing in it but the marker and the lock (the CLI calls it on every failure).
+Each command runs in an `output_scope` (the CLI's `main`, and the Python entry points through
+`in_output_scope`): when it ends, the locks it took are released, and when it fails, each folder that
+`prepare_output_dir` created and that holds nothing but the marker and the lock is removed again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sam2sod import lock
 from sam2sod.atomic import atomic_write_text, is_stale_tmp_name, os_error_reason, remove_stale_tmp
 from sam2sod.data.discovery import dataset_root_of, find_layout
 from sam2sod.errors import SodError, format_names
 
-__all__ = ["MARKER", "MIN_FREE_ENV", "discard_failed_outputs", "finish_outputs", "is_dataset_root",
-           "prepare_output_dir", "protected_folders", "read_marker", "write_marker"]
+__all__ = ["MARKER", "MIN_FREE_ENV", "OutputScope", "discard_failed_outputs", "finish_outputs", "in_output_scope",
+           "is_dataset_root", "output_scope", "prepare_output_dir", "protected_folders", "read_marker",
+           "write_marker"]
+
+T = TypeVar("T")
 
 MARKER = ".sam2sod-output"
 MIN_FREE_ENV = "SAM2SOD_MIN_FREE_MB"
@@ -262,11 +268,12 @@ def _only_bookkeeping(folder: Path) -> bool:
         return False
 
 
-def discard_failed_outputs() -> list[Path]:
-    """After a failed command: remove each folder `prepare_output_dir` created that holds only the marker and
-    the lock (and the parents it created, when empty), release every lock; returns the removed folders."""
+def discard_failed_outputs(since: int = 0, keep_locks: Iterable[Path] = ()) -> list[Path]:
+    """After a failed command: remove each folder `prepare_output_dir` created (from call number `since` on)
+    that holds only the marker and the lock, with the parents it created when empty; release the locks
+    (all but `keep_locks`). Returns the removed folders."""
     removed = []
-    for created in reversed(_CREATED):
+    for created in reversed(_CREATED[since:]):
         top = created[-1]
         lock.release(top)
         if top.is_dir() and not top.is_symlink() and _only_bookkeeping(top):
@@ -275,12 +282,58 @@ def discard_failed_outputs() -> list[Path]:
                     e.unlink()
             _remove_dirs(created)
             removed += [f for f in created if not f.exists()]
-    _CREATED.clear()
-    lock.release_all()
+    finish_outputs(since, keep_locks)
     return removed
 
 
-def finish_outputs() -> None:
-    """After a command: forget the folders it created and release its locks (the outputs stay)."""
-    _CREATED.clear()
-    lock.release_all()
+def finish_outputs(since: int = 0, keep_locks: Iterable[Path] = ()) -> None:
+    """After a command: forget the folders it created and release its locks (all but `keep_locks`)."""
+    del _CREATED[since:]
+    keep = set(keep_locks)
+    for folder in lock.held():
+        if folder not in keep:
+            lock.release(folder)
+
+
+@dataclass
+class OutputScope:
+    """What `output_scope` yields: set `failed` for a command that failed without raising (an exit code)."""
+
+    failed: bool = False
+
+
+_DEPTH = [0]
+
+
+@contextlib.contextmanager
+def output_scope() -> Iterator[OutputScope]:
+    """The lifetime of one command's output folders: on leaving, the locks taken inside are released, and
+    on failure (an exception, or `scope.failed`) the folders it created and left empty are removed.
+
+    Nested scopes (`quickstart` calling `evaluate`) belong to the outermost one.
+    """
+    scope = OutputScope()
+    if _DEPTH[0]:
+        yield scope
+        return
+    since, before = len(_CREATED), lock.held()
+    _DEPTH[0] += 1
+    try:
+        yield scope
+    except BaseException:
+        scope.failed = True
+        raise
+    finally:
+        _DEPTH[0] -= 1
+        (discard_failed_outputs if scope.failed else finish_outputs)(since, before)
+
+
+def in_output_scope(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run `fn` (a command's Python entry point, e.g. `evaluate`) in an `output_scope`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with output_scope():
+            return fn(*args, **kwargs)
+
+    return wrapper

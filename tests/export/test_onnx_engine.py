@@ -138,9 +138,15 @@ def test_bad_input_shape_and_multimask(engines) -> None:
         engine(torch.zeros(1, 3, 64, 64), None, multimask=True)
 
 
-def test_threads_default_to_torch(engines, cache) -> None:
-    assert engines["u2netp"][1].threads == torch.get_num_threads()
-    assert onnx_engine_for(engines["u2netp"][0], cache, threads=3).threads == 3
+def test_threads_and_optimized_graph_reuse(engines, cache) -> None:
+    model, first = engines["u2netp"]
+    assert first.threads == torch.get_num_threads()
+    optimized = list(first.folder.glob("model.*.opt.onnx"))
+    assert len(optimized) == 1 and not list(first.folder.glob(".*tmp*"))  # kept whole, no temp file left
+    again = onnx_engine_for(model, cache, threads=3)  # loads the optimized graph without optimizing again
+    assert again.threads == 3 and again.folder == first.folder
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    assert torch.allclose(again(images)["logits"], first(images)["logits"], atol=1e-5)
 
 
 def test_cache_is_reused_and_keyed(tmp_path, monkeypatch) -> None:

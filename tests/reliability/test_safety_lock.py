@@ -120,3 +120,23 @@ def test_resume_takes_the_lock_too(hold, tmp_path, capsys, one_error_line, monke
     first = hold(run, "train")
     assert main(["train", "--resume", str(run)]) == 2
     assert f"pid {first.pid}" in one_error_line(capsys.readouterr().err)
+
+
+def test_python_entry_points_release_their_locks_and_failed_folders(tmp_path):
+    from sam2sod.errors import SodError
+    from sam2sod.outputs import in_output_scope
+
+    @in_output_scope
+    def command(out: Path, fail: bool) -> Path:
+        prepare_output_dir(out, overwrite=False, inputs=[], command="score")
+        assert (out / LOCK).is_file()
+        if fail:
+            raise SodError("a problem found late")
+        (out / "metrics.json").write_text("{}\n")
+        return out
+
+    ok = command(tmp_path / "ok", False)
+    assert not (ok / LOCK).exists() and (ok / "metrics.json").is_file() and (ok / MARKER).is_file()
+    with pytest.raises(SodError):
+        command(tmp_path / "a" / "b", True)
+    assert not (tmp_path / "a").exists()

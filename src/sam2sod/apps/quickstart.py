@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sam2sod.errors import SodError
+from sam2sod.outputs import in_output_scope
 from sam2sod.runs.config import load_config
 from sam2sod.wording import plural
 
@@ -59,6 +60,7 @@ def _clear_links(folder: Path) -> None:
                     p.unlink()
 
 
+@in_output_scope
 def run_quickstart(out: Path, workers: int | None = None, n: int = 120, size: int = 96,
                    overrides: list[str] | None = None, *, overwrite: bool = False) -> int:
     """Synthetic data -> before-training score -> train -> evaluate; returns the exit code."""

@@ -39,24 +39,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     import logging
 
-    from sam2sod.outputs import discard_failed_outputs, finish_outputs
+    from sam2sod.outputs import output_scope
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _one_line_warnings()
-    code = 1  # an unexpected exception: its traceback follows, and the empty output folders go
-    try:
-        code = int(args._run(args) or 0)
-    except SodError as e:
-        _close_progress_bars()
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        _close_progress_bars()
-        print("interrupted", file=sys.stderr)
-        code = 130
-    finally:
-        (discard_failed_outputs if code != 0 else finish_outputs)()
+    with output_scope() as scope:  # locks released at the end; a failed command's empty new folders removed
+        try:
+            code = int(args._run(args) or 0)
+        except SodError as e:
+            _close_progress_bars()
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            _close_progress_bars()
+            print("interrupted", file=sys.stderr)
+            code = 130
+        scope.failed = code != 0
     return code
 
 

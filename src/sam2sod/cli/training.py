@@ -59,6 +59,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     overwrite_arg(p)
 
 
+def _worker_rank() -> bool:
+    """A torchrun process other than rank 0 (it never writes the run folder)."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) > 0
+
+
 def _steps(n: int) -> str:
     return f"{n} step" if n == 1 else f"{n} steps"
 
@@ -77,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise SodError(f"--resume continues the run in {args.resume}, not in --out {args.out}: drop --out, or "
                            f"start a new run with --config {Path(args.resume) / 'config.yaml'} --out {args.out}")
-        if Path(args.resume).is_dir():  # one writer per run folder (sam2sod.lock), as for a new run
+        if Path(args.resume).is_dir() and not _worker_rank():  # one writer per run folder (sam2sod.lock)
             from sam2sod import lock
 
             lock.acquire(args.resume, "train", shown=args.resume)
@@ -94,7 +101,8 @@ def _train(args: argparse.Namespace) -> int:
             raise SodError("train needs --out RUN_DIR (or --resume RUN_DIR)")
         check_new_run_dir(args.out)
         cfg = load_config(args.config, overrides, check_paths=True)
-        prepare_output_dir(args.out, overwrite=args.overwrite, inputs=config_inputs(cfg), command="train")
+        if not _worker_rank():  # under torchrun rank 0 alone owns (and locks) the run folder
+            prepare_output_dir(args.out, overwrite=args.overwrite, inputs=config_inputs(cfg), command="train")
         summary = run_training(cfg, args.out, progress=not args.no_progress)
     best = summary["best"]
     print(f"done: {_steps(summary['step'])}, best val S {best['S']:.4f} MAE {best['MAE']:.4f} "

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from sam2sod.atomic import atomic_save_image, atomic_write_text
 from sam2sod.errors import SodError
 from sam2sod.names import check_name, check_stem, inside
+from sam2sod.outputs import in_output_scope
 from sam2sod.runs.loader import RANDOM_INIT, ModelSource, open_source
 
 WARMUP_RUNS, TIMED_RUNS = 2, 5  # forward passes before and while timing "Inference ms"
@@ -233,6 +234,7 @@ def _file_of(folder: Path, stem: str) -> str:
     return hits[0].name
 
 
+@in_output_scope
 def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]], out: Path, *,
               metrics: str | None = None, show: Sequence[str] | None = None, split: str = "all",
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
@@ -327,12 +329,17 @@ def _grid_caption(ds: Dataset, methods: list[str], shown: list[str], given: bool
 
 
 def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequence[tuple[str, Path]]) -> None:
-    """Method and dataset names become folders under OUT: each must be a safe name (`sam2sod.names`)."""
+    """Method, dataset and image names become folders and files under OUT: each must be safe (`sam2sod.names`)."""
+    from sam2sod.data import find_pairs
+
     for flag, given in (("--model", models), ("--pred", preds)):
         for name, folder in given.items():
             check_name(name, "method name", f"in {flag} {name}={folder}")
     for name, folder in datasets:
         check_name(name, "dataset name", f"in --data {name}={folder}")
+    for _, root in datasets:
+        for p in find_pairs(root):
+            check_stem(p.name, "image name", f"in {root}")
 
 
 def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str],

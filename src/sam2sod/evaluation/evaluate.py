@@ -24,7 +24,7 @@ from sam2sod.infer.inference import ORACLE_LABEL, predict_items
 from sam2sod.infer.predict import RANDOM_INIT_NOTE, check_counts
 from sam2sod.infer.refine import count_refine_skips
 from sam2sod.names import check_name, check_relative, check_stem, inside
-from sam2sod.outputs import prepare_output_dir
+from sam2sod.outputs import in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import ModelSource, open_source
 from sam2sod.runs.runtime import select_device
 from sam2sod.runs.splits import SPLITS, link_subset, split_pairs
@@ -61,6 +61,7 @@ def _named_datasets(datasets: Sequence[str | Path | tuple[str, str | Path]]) -> 
     return named
 
 
+@in_output_scope
 def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, str | Path]], out: str | Path,
              prompt: str = "none", device: str = "auto", batch_size: int = 8, workers: int | None = None,
              base_checkpoint: str | None = None, *, recursive: bool = False,
@@ -96,6 +97,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         if not recursive:
             warn_nested(image_dir, "image")
             warn_nested(mask_dir, "mask")
+        for p in pairs:  # names become output files: checked before any folder is made
+            check_relative(p.name, "image name", f"in {data_dir}")
         check_pairs(pairs, resize_mask=True)
         _check_masks_readable(pairs)
         plans.append((pairs, mask_dir))
@@ -115,7 +118,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     for (pairs, mask_dir), name in zip(plans, names, strict=True):
         pred_dir = inside(out, name, "pred")
         for p in pairs:
-            inside(pred_dir, f"{check_relative(p.name, 'image name', f'in {name}')}.png")
+            inside(pred_dir, f"{p.name}.png")
         if split != "all" or exclude_overlap:  # score exactly these pairs' masks (symlinks; the dataset is untouched)
             subset = f"{split}_split" if split != "all" else "no_overlap"
             mask_dir = link_subset([(p.name, p.image, p.mask) for p in pairs], inside(out, name, subset)) / "masks"

@@ -76,12 +76,64 @@ def model_key(model: nn.Module, multimask: bool = False) -> str:
     return h.hexdigest()[:24]
 
 
-def _session(path: Path, threads: int) -> Any:
-    """A CPU session for `path`; SodError when onnxruntime cannot load the file."""
-    from sam2sod.export.onnx_export import onnx_session
+def _options(threads: int, optimize: bool = True, save_to: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.log_severity_level = 3
+    if not optimize:  # an already optimized graph (see `_session`)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if save_to is not None:
+        opts.optimized_model_filepath = str(save_to)
+    return opts
+
+
+def _machine_tag() -> str:
+    """onnxruntime version + a hash of the CPU's architecture and feature flags: an optimized graph may hold
+    kernels chosen for this CPU, so it is reused only on the same kind of machine with the same onnxruntime."""
+    import platform
+
+    import onnxruntime as ort
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"ort{ort.__version__}-{hashlib.sha256((platform.machine() + flags).encode()).hexdigest()[:8]}"
+
+
+def _session(path: Path, threads: int, opt_dir: Path | None = None) -> Any:
+    """A CPU session for `path`; SodError when onnxruntime cannot load the file.
+
+    With `opt_dir` (a cache entry), the graph onnxruntime optimizes is kept there (`<stem>.<machine>.opt.onnx`,
+    renamed into place whole) and later sessions load it without optimizing again (start-up 2-4x faster).
+    """
+    import onnxruntime as ort
+
+    def make(file: Path, **kw: Any) -> Any:
+        return ort.InferenceSession(str(file), sess_options=_options(threads, **kw), providers=["CPUExecutionProvider"])
 
     try:
-        return onnx_session(path, threads=threads)
+        if opt_dir is None:
+            return make(path)
+        opt = opt_dir / f"{path.stem}.{_machine_tag()}.opt.onnx"
+        if opt.is_file():
+            try:
+                return make(opt, optimize=False)
+            except Exception:  # noqa: BLE001 - a damaged optimized copy: optimize the original again
+                pass
+        tmp = opt_dir / f".{opt.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            session = make(path, save_to=tmp)
+            os.replace(tmp, opt)
+            return session
+        except OSError:
+            return make(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise SodError(f"cannot load {path} with onnxruntime: {' '.join(str(e).split())[:200]}") from None
 
@@ -110,7 +162,8 @@ class OnnxSodModel(nn.Module):
     multimask (fixed at export), export_config (config.json), folder, threads.
     """
 
-    def __init__(self, folder: str | os.PathLike, config: dict[str, Any], threads: int | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, config: dict[str, Any], threads: int | None = None,
+                 keep_optimized: bool = False) -> None:
         super().__init__()
         from sam2sod.export.onnx_export import DECODER_FILE, ENCODER_FILE, MODEL_FILE
 
@@ -125,13 +178,18 @@ class OnnxSodModel(nn.Module):
         self.threads = int(threads or torch.get_num_threads())
         self.has_prompt_path = (self.folder / ENCODER_FILE).is_file() and (self.folder / DECODER_FILE).is_file()
         self._files = (MODEL_FILE, ENCODER_FILE, DECODER_FILE)
-        self._sessions: dict[str, Any] = {MODEL_FILE: _session(self.folder / MODEL_FILE, self.threads)}
+        self._opt_dir = self.folder if keep_optimized else None
+        self._sessions: dict[str, Any] = {MODEL_FILE: _session(self.folder / MODEL_FILE, self.threads, self._opt_dir)}
         self.eval()
 
     @classmethod
-    def from_export(cls, folder: str | os.PathLike, threads: int | None = None) -> OnnxSodModel:
+    def from_export(cls, folder: str | os.PathLike, threads: int | None = None, keep_optimized: bool = False
+                    ) -> OnnxSodModel:
         """The ONNX export folder `folder` (`sam2sod export --format onnx`) as an engine; SodError (one line)
-        for a missing folder, a folder that is not an export, or an export without model.onnx."""
+        for a missing folder, a folder that is not an export, or an export without model.onnx.
+
+        `keep_optimized`: keep onnxruntime's optimized graphs in `folder` for a faster next start (only for
+        folders sam2sod owns, such as cache entries; never a user's export folder)."""
         from sam2sod.export.onnx_export import MODEL_FILE
         from sam2sod.export.package import read_export_config
 
@@ -142,7 +200,7 @@ class OnnxSodModel(nn.Module):
         if not (folder / MODEL_FILE).is_file():
             raise SodError(f"{folder} has no {MODEL_FILE} (a {config.get('weights_format', 'safetensors')} export): "
                            "export the run with `sam2sod export --format onnx` for --engine onnxruntime")
-        return cls(folder, config, threads)
+        return cls(folder, config, threads, keep_optimized)
 
     @property
     def device(self) -> torch.device:
@@ -155,7 +213,7 @@ class OnnxSodModel(nn.Module):
 
     def _get(self, name: str) -> Any:
         if name not in self._sessions:
-            self._sessions[name] = _session(self.folder / name, self.threads)
+            self._sessions[name] = _session(self.folder / name, self.threads, self._opt_dir)
         return self._sessions[name]
 
     def _check(self, images: torch.Tensor, multimask: bool) -> None:
@@ -339,4 +397,4 @@ def onnx_engine_for(model: nn.Module, cache_dir: str | os.PathLike | None = None
             shutil.rmtree(entry, ignore_errors=True)
         _remove_stale(cache)
         _write_entry(model, cache, key, multimask)
-    return OnnxSodModel.from_export(entry, threads=threads)
+    return OnnxSodModel.from_export(entry, threads=threads, keep_optimized=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sam2sod.errors import SodError
+from sam2sod.outputs import in_output_scope
 from sam2sod.runs.exported import CONFIG_FILE, EXPORT_FORMAT, WEIGHTS_FILE, is_export, load_exported, read_export_config
 from sam2sod.runs.loader import ModelSource, open_source
 
@@ -100,6 +101,7 @@ def write_safetensors(model: torch.nn.Module, path: Path) -> None:
     atomic_write_bytes(path, save(_state_for_safetensors(model), metadata={"format": "pt", "sam2sod": EXPORT_FORMAT}))
 
 
+@in_output_scope
 def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLike, format: str = "safetensors", *,
                  overwrite: bool = False, base_checkpoint: str | None = None) -> Path:
     """Export a model (anything `sam2sod.load_model` opens: a run folder, best.pt / last.pt, an export folder)

@@ -23,7 +23,7 @@ from sam2sod.errors import SodError
 from sam2sod.infer.formats import check_output_names, write_files
 from sam2sod.infer.inference import predict_items
 from sam2sod.infer.predict_options import encode_outputs, predict_options, prompted_maps
-from sam2sod.outputs import prepare_output_dir
+from sam2sod.outputs import in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import open_source
 from sam2sod.runs.runtime import inference_dtype, select_device
 
@@ -67,6 +67,7 @@ def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
     raise SodError(f"--input {src} does not exist")
 
 
+@in_output_scope
 def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, with_overlay: bool = False,
                    device: str = "auto", batch_size: int | None = None, base_checkpoint: str | None = None, *,
                    strict: bool = False, recursive: bool = False, overwrite: bool = False,

@@ -228,8 +228,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
     path = os.fspath(path)
-    sha = file_sha256(path)
-    for check in WEIGHTS_CHECKS:  # e.g. the download record of `sam2sod.weights`, against these bytes
+    try:
+        sha = file_sha256(path) if os.path.isfile(path) else None
+    except OSError:
+        sha = None  # read_state_dict says what is wrong with the file
+    for check in WEIGHTS_CHECKS if sha else ():  # e.g. the download record of `sam2sod.weights`, these bytes
         check(Path(path), sha)
     sd = read_state_dict(path)
     expected = model.state_dict()
@@ -245,7 +248,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     model.load_state_dict(sd, strict=True)
     if hasattr(model, "sam2sod_base_info"):
         model.sam2sod_base_info.update(
-            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha, seed=None, pretrained=True
+            checkpoint=os.path.abspath(os.fspath(path)), sha256=sha or file_sha256(path), seed=None, pretrained=True
         )
     logger.info("loaded SAM2 weights from %s", path)
     return model

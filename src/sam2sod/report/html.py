@@ -154,7 +154,8 @@ def render_html(rows: Sequence[Row], stats: BenchmarkStats | None = None, *,
         level = f"{stats.confidence * 100:g}%"
         parts += [f"<h2>{level} bootstrap confidence intervals</h2>",
                   f'<p class="note">Percentile bootstrap over images: {stats.n_resamples} resamples, '
-                  f"seed {stats.seed}.</p>", results_table_html(rows, method_info, with_ci=True)]
+                  f"seed {stats.seed}.</p>",
+                  f'<div class="scroll">{results_table_html(rows, method_info, with_ci=True)}</div>']
     if stats is not None and stats.tests:
         parts += [f"<h2>Paired tests against {_e(stats.reference)}</h2>",
                   f'<p class="note">Difference (method − {_e(stats.reference)}) and two-sided p-values '

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sam2sod.errors import SodError
+from sam2sod.outputs import in_output_scope
 from sam2sod.safe_load import WEIGHTS_CHECKS
 
 __all__ = ["OFFICIAL", "WEIGHTS_ENV", "Verified", "WeightsEntry", "checked_sha256", "download_weights", "get_entry",
@@ -149,17 +150,22 @@ def _check_record(path: Path, sha256: str | None = None) -> bool:
 WEIGHTS_CHECKS.append(_check_record)  # every SAM2 weights load (`models.load_checkpoint`) checks the record
 
 
-def checked_sha256(path: str | os.PathLike) -> str:
+def checked_sha256(path: str | os.PathLike) -> str | None:
     """The SHA-256 of a weights file about to be loaded, after comparing it with the file's download record.
 
     Every load hashes the whole file (a 149 MiB file takes well under a second), so a file changed in place
     is refused even when its size and modification time were kept; `SodError` names the file and the fix.
+    None when `path` is not a readable file (the loader then says what is wrong with it).
     """
     from sam2sod.models.sam2_backbone import file_sha256
 
     p = Path(path)
-    sha = file_sha256(p)
-    _check_record(p, sha)
+    try:
+        sha = file_sha256(p) if p.is_file() else None
+    except OSError:
+        return None
+    if sha is not None:
+        _check_record(p, sha)
     return sha
 
 
@@ -279,6 +285,7 @@ def _check_free_space(folder: Path, need: int) -> None:
                        f"need about {mib(need)}")
 
 
+@in_output_scope
 def download_weights(name: str, folder: str | os.PathLike | None = None, *,
                      registry: Mapping[str, WeightsEntry] | None = None, overwrite: bool = False,
                      progress: bool = True, timeout: float = 30.0, retries: int = 3) -> Verified:
