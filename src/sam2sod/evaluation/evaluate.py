@@ -24,7 +24,7 @@ from sam2sod.infer.inference import ORACLE_LABEL, predict_items
 from sam2sod.infer.predict import RANDOM_INIT_NOTE, check_counts
 from sam2sod.infer.refine import count_refine_skips
 from sam2sod.names import check_name, check_relative, check_stem, inside
-from sam2sod.outputs import in_output_scope, prepare_output_dir
+from sam2sod.outputs import check_output_dir, in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import ModelSource, open_source
 from sam2sod.runs.runtime import select_device
 from sam2sod.runs.splits import SPLITS, link_subset, split_pairs
@@ -103,6 +103,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         _check_masks_readable(pairs)
         plans.append((pairs, mask_dir))
         inputs += [Path(data_dir), image_dir, mask_dir]
+    check_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
     source = source or open_source(checkpoint, base_checkpoint)  # a bad model path fails before --out exists
     out = prepare_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
     if split == "all":

@@ -23,7 +23,7 @@ from sam2sod.errors import SodError
 from sam2sod.infer.formats import check_output_names, write_files
 from sam2sod.infer.inference import predict_items
 from sam2sod.infer.predict_options import encode_outputs, predict_options, prompted_maps
-from sam2sod.outputs import in_output_scope, prepare_output_dir
+from sam2sod.outputs import check_output_dir, in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import open_source
 from sam2sod.runs.runtime import inference_dtype, select_device
 
@@ -114,6 +114,7 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     amp = inference_dtype(dev, dtype)
     extra = ["overlay/{name}.jpg"] if with_overlay else []
     check_output_names(list(images), opts.formats, extra)
+    check_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     source = open_source(checkpoint, base_checkpoint)  # a bad model path fails here, before --out exists
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside

@@ -142,10 +142,10 @@ OPENERS: dict[str, Callable[[ModelSource, torch.device], LoadedModel]] = {"offic
 
 
 def _run_file(p: Path) -> Path:
+    """`p` itself: a run folder with best.pt or last.pt (`read_checkpoint` picks and says which) or a file."""
     if p.is_dir():
-        for name in RUN_FILES:
-            if (p / name).is_file():
-                return p / name
+        if any((p / name).is_file() for name in RUN_FILES):
+            return p
         raise SodError(f"{p} holds no model: a run folder has best.pt or last.pt, an export folder "
                        f"{CONFIG_FILE} + {WEIGHTS_FILE}")
     if not p.exists():
@@ -215,7 +215,7 @@ def _run_source(p: Path, base_checkpoint: str | None) -> ModelSource:
 
     ckpt = read_checkpoint(p)
     cfg = config_of(ckpt)
-    source = ModelSource("run", p, cfg.model.method, cfg.model.image_size, cfg.model.multimask,
+    source = ModelSource("run", Path(ckpt["path"]), cfg.model.method, cfg.model.image_size, cfg.model.multimask,
                          bool(ckpt.get("pretrained", False)), config=cfg, data=cfg.data, checkpoint=ckpt,
                          base_checkpoint=base_checkpoint)
     _check_base(source)
