@@ -15,12 +15,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from sam2sod.apps.quickstart import centre_prior
 from sam2sod.atomic import atomic_save_image
 from sam2sod.data.io import image_size
-from sam2sod.engine.config import load_config
-from sam2sod.engine.data import as_items, link_subset, split_pairs
-from sam2sod.engine.quickstart import centre_prior
-from sam2sod.engine.score import format_table, score
+from sam2sod.evaluation.score import format_table, score
+from sam2sod.runs.config import load_config
+from sam2sod.runs.splits import as_items, link_subset, split_pairs
 
 
 def main() -> int:

@@ -22,14 +22,14 @@ import torch
 
 
 def build(args: argparse.Namespace) -> torch.nn.Module:
-    from sam2sod.engine.batch import quiet_random_init
+    from sam2sod.models.random_init import quiet_random_init
 
     with quiet_random_init(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.checkpoint:
-            from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
+            from sam2sod.runs.loader import load_model
 
-            return build_model_from_checkpoint(read_checkpoint(args.checkpoint), torch.device("cpu")).eval()
+            return load_model(args.checkpoint, "cpu").model
         from sam2sod.models import create_model
 
         return create_model(args.method, image_size=args.image_size, seed=0).eval()

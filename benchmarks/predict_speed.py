@@ -92,9 +92,9 @@ def reference_loop(predictor_cls, base_file: Path, size: int, paths: list[Path],
 # ---------------------------------------------------------------- ours
 def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
     """(official-format base file, decoder_only run checkpoint on it) for hiera-tiny at `size`."""
-    from sam2sod.engine.checkpoint import save_checkpoint
-    from sam2sod.engine.config import ModelConfig, TrainConfig, to_dict
     from sam2sod.models import build_sam2_model, create_model, state_for_checkpoint
+    from sam2sod.runs.checkpoints import save_checkpoint
+    from sam2sod.runs.config import ModelConfig, TrainConfig, to_dict
 
     base = tmp / f"base_{size}.pt"
     torch.save({"model": build_sam2_model("sam2.1", "tiny", size, seed=0).state_dict()}, base)
@@ -110,29 +110,31 @@ def ours(run: Path, folder: Path, out: Path, batch: int, engine: str = "torch", 
          **options) -> tuple[float, float]:
     """(seconds for `predict_report` end to end, seconds of it spent building the model). `engine`: torch,
     bf16 (`dtype="bf16"`) or onnxruntime (the built model wrapped by `onnx_engine_for`, cached in `cache`)."""
-    import sam2sod.engine.evaluate as ev
+    from sam2sod.infer.predict import predict_report
+    from sam2sod.runs.loader import ModelSource
 
-    build = ev.build_model_from_checkpoint
+    build = ModelSource.build
     spent = []
     if engine == "bf16":
         options["dtype"] = "bf16"
 
-    def timed_build(*args, **kwargs):
-        from sam2sod.export.onnx_engine import onnx_engine_for
-
+    def timed_build(self, *args, **kwargs):
         t0 = time.perf_counter()
-        model = build(*args, **kwargs)
-        model = onnx_engine_for(model, cache) if engine == "onnxruntime" else model
-        spent.append(time.perf_counter() - t0)
-        return model
+        loaded = build(self, *args, **kwargs)
+        if engine == "onnxruntime":
+            from sam2sod.export.onnx_engine import onnx_engine_for
 
-    ev.build_model_from_checkpoint = timed_build
+            loaded.model = onnx_engine_for(loaded.model, cache)
+        spent.append(time.perf_counter() - t0)
+        return loaded
+
+    ModelSource.build = timed_build
     try:
         t0 = time.perf_counter()
-        ev.predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
+        predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
         return time.perf_counter() - t0, sum(spent)
     finally:
-        ev.build_model_from_checkpoint = build
+        ModelSource.build = build
 
 
 VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "compile")
@@ -145,10 +147,10 @@ def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: s
     `variant`: no_grad (what predict does), inference_mode, channels_last (model and input), bf16 (CPU
     autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
     """
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.engine.inference import preprocess
+    from sam2sod.infer.inference import preprocess
+    from sam2sod.runs.loader import load_model
 
-    model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
+    model = load_model(run, "cpu").model
     xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]
     batches = [torch.stack(xs[i:i + batch]) for i in range(0, len(xs), batch)]
     if variant == "channels_last":
@@ -172,8 +174,8 @@ def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: s
 
 def warm_engine(run: Path, cache: Path) -> float:
     """Seconds to export `run`'s model into the onnxruntime cache (done once, before any timing)."""
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
     from sam2sod.export.onnx_engine import onnx_engine_for
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
     model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
     t0 = time.perf_counter()
@@ -185,12 +187,12 @@ def s_check(run: Path, data_root: Path, engines: list[str], cache: Path) -> list
     """S-measure of each engine on the ECSSD-700 test split -> [(engine, S, max map difference vs torch)]."""
     from sam2sod.data.discovery import find_pairs
     from sam2sod.data.io import load_mask
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.engine.config import load_config
-    from sam2sod.engine.data import split_pairs
-    from sam2sod.engine.inference import predict_items
     from sam2sod.export.onnx_engine import onnx_engine_for
+    from sam2sod.infer.inference import predict_items
     from sam2sod.metrics import Smeasure
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.runs.config import load_config
+    from sam2sod.runs.splits import split_pairs
 
     cfg = load_config(ROOT / "src/sam2sod/configs/ecssd700_cpu.yaml")
     test = split_pairs(cfg.data, find_pairs(data_root))["test"]

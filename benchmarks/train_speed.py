@@ -1,6 +1,6 @@
 """Training speed: `sam2sod train` vs a bare loop over the same batches, in one run; plus checkpoint costs.
 
-Ours: `sam2sod.engine.trainer.train` itself (adapter_cbam, hiera-tiny, 256 px, batch 4, simulated prompts,
+Ours: `sam2sod.train.trainer.train` itself (adapter_cbam, hiera-tiny, 256 px, batch 4, simulated prompts,
 real ECSSD images) for two epochs. The functions it calls are wrapped from outside (train() is not
 changed) to split each step into data loading, prompt simulation, forward, loss, backward, gradient
 clipping, optimizer and checkpoint writing; validation is timed too but left out of the step time, as the
@@ -61,7 +61,7 @@ class Spy:
 
 def run_ours(cfg, run_dir: Path, spy: Spy) -> None:
     """`train(cfg)` with its callees wrapped (restored afterwards)."""
-    import sam2sod.engine.trainer as tr
+    import sam2sod.train.trainer as tr
 
     saved = {k: getattr(tr, k) for k in ("simulate_batch_prompts", "compute_loss", "save_checkpoint",
                                          "validate_model", "DataLoader", "model_from_config")}
@@ -129,9 +129,10 @@ def run_ours(cfg, run_dir: Path, spy: Spy) -> None:
 
 def run_bare(cfg, batches: list, prompts: list, skip: int) -> tuple[float, float]:
     """(mean seconds per step after `skip` warm-up steps, first loss) of a plain loop over in-memory batches."""
-    from sam2sod.engine.batch import compute_loss, quiet_random_init
-    from sam2sod.engine.checkpoint import model_from_config
-    from sam2sod.engine.runtime import param_groups, seed_everything, warmup_cosine
+    from sam2sod.models.random_init import quiet_random_init
+    from sam2sod.runs.checkpoints import model_from_config
+    from sam2sod.runs.runtime import param_groups, seed_everything, warmup_cosine
+    from sam2sod.train.batch import compute_loss
 
     o, m = cfg.optim, cfg.model
     seed_everything(cfg.seed)
@@ -159,11 +160,11 @@ def run_bare(cfg, batches: list, prompts: list, skip: int) -> tuple[float, float
 
 def checkpoint_costs(tmp: Path) -> list[tuple[str, int, float, float, float]]:
     """(method, tuned params, checkpoint MB, write s, full-state MB) per method, on an official-format base."""
-    from sam2sod.engine.checkpoint import save_checkpoint
-    from sam2sod.engine.runtime import param_groups
     from sam2sod.models import build_sam2_model, create_model, state_for_checkpoint
     from sam2sod.models.baselines import BASELINES
     from sam2sod.models.registry import all_methods
+    from sam2sod.runs.checkpoints import save_checkpoint
+    from sam2sod.runs.runtime import param_groups
 
     base = tmp / "base_tiny.pt"
     torch.save({"model": build_sam2_model("sam2.1", "tiny", 256, seed=0).state_dict()}, base)
@@ -206,7 +207,7 @@ def main() -> int:
     if not (args.data / "images").is_dir():
         print(f"error: {args.data}/images not found (pass --data)", file=sys.stderr)
         return 2
-    from sam2sod.engine.config import load_config
+    from sam2sod.runs.config import load_config
 
     batch = 4
     cfg = load_config(None, overrides=[

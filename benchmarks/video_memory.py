@@ -43,7 +43,7 @@ def synthetic_frame(t: int, size: int) -> np.ndarray:
 def run_ours(n: int, size: int) -> dict[str, float]:
     import torch
 
-    from sam2sod.engine.inference import logits_to_uint8, preprocess
+    from sam2sod.infer.inference import logits_to_uint8, preprocess
     from sam2sod.models import create_model
     from sam2sod.models.memory import build_memory
     from sam2sod.models.video_tracker import TrackerConfig, VideoTracker

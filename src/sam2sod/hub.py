@@ -214,7 +214,7 @@ def push_export(folder: str | os.PathLike, repo: str, private: bool = False, tok
     is not changed.
     """
     from sam2sod.export.card import model_card
-    from sam2sod.export.package import read_export_config
+    from sam2sod.runs.exported import read_export_config
 
     hub = require_hub()
     repo_id, revision = parse_hf(repo)

@@ -217,6 +217,27 @@ def _remove_dirs(created: list[Path]) -> None:
 _CREATED: list[list[Path]] = []
 
 
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
+                     command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
+                     legacy_files: Sequence[str] = ()) -> None:
+    """The checks of `prepare_output_dir`, creating and locking nothing: for a check that must come after the
+    --out ones but before the folder exists (e.g. the model path)."""
+    out = Path(path)
+    real = _real(out)
+    _check_protected(out, real, protected_folders(inputs), subdirs, command)
+    existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
+    if existing == real:
+        _check_reuse(out, command, overwrite, legacy_files)
+        _check_links(out, real)
+        return
+    probe = existing / f"{MARKER}.probe-{os.getpid()}"  # can a folder be made there (read-only file system)?
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        raise SodError(f"cannot create output folder {out} in {existing}: {os_error_reason(err)}") from None
+
+
 def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
                        command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
                        legacy_files: Sequence[str] = ()) -> Path:

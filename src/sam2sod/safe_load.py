@@ -12,6 +12,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ __all__ = ["load_weights_file", "unreadable_reason"]
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80  # every pickle of protocol >= 2 (torch's legacy format uses 2) starts with PROTO
 _EMPTY_ZIP = b"PK\x05\x06"
+
+
+#: Checks of a SAM2 weights file just before it is loaded, as fn(path, sha256) raising SodError (the loader
+#: hashes the file once). `sam2sod.weights` adds the download-record check when it is imported
+#: (run configs and --base-checkpoint always import it), which a lower layer cannot call directly.
+WEIGHTS_CHECKS: list[Callable[[Path, str], object]] = []
 
 
 def _header_reason(head: bytes, size: int) -> str | None:

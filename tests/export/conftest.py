@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from sam2sod.engine.checkpoint import save_checkpoint
-from sam2sod.engine.config import ModelConfig, TrainConfig, to_dict
 from sam2sod.models import create_model, state_for_checkpoint
+from sam2sod.runs.checkpoints import save_checkpoint
+from sam2sod.runs.config import ModelConfig, TrainConfig, to_dict
 
 torch.set_num_threads(1)  # tiny models: one thread is faster, and the CPU is shared
 

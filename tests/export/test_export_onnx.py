@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
 from sam2sod.errors import SodError
 from sam2sod.export import export_model, load_exported
+from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -108,7 +108,7 @@ def test_onnx_dimensions_are_named_and_the_card_snippet_runs(make_run, tmp_path)
     import onnx
     from PIL import Image
 
-    from sam2sod.engine.inference import preprocess
+    from sam2sod.infer.inference import preprocess
 
     run = make_run("adapter_cbam")
     out = export_model(run, tmp_path / "onnx", "onnx")

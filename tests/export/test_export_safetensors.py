@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from sam2sod.cli import main
-from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
 from sam2sod.errors import SodError
 from sam2sod.export import export_model, load_exported
 from sam2sod.models import METHODS, RandomInitWarning, build_sam2_model
 from sam2sod.models.baselines import BASELINES
 from sam2sod.models.peft.lora import lora_modules
+from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SLOW = {"u2net", "poolnet", "poolnet_vgg"}  # the three biggest baselines (44-68M parameters)
@@ -109,10 +109,10 @@ def test_loading_refuses_pickles_and_foreign_folders(make_run, tmp_path) -> None
 
 def test_export_cli_output_guard_and_fine_tuning_from_an_export(make_run, tmp_path, capsys) -> None:
     from sam2sod.data.synthetic import make_synthetic
-    from sam2sod.engine.config import load_config
-    from sam2sod.engine.init_from import load_init_weights
-    from sam2sod.engine.stages import run_training
     from sam2sod.models import create_model
+    from sam2sod.runs.config import load_config
+    from sam2sod.runs.init_from import load_init_weights
+    from sam2sod.train.stages import run_training
 
     run = make_run("lora", args={"rank": 2})
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "exp")]) == 0

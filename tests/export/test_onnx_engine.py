@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from sam2sod.data.prompts import Prompts, collate_prompts
-from sam2sod.engine.inference import predict_items
 from sam2sod.errors import SodError
+from sam2sod.infer.inference import predict_items
 from sam2sod.models import create_model
 from sam2sod.models.peft.lora import lora_modules
 
@@ -204,7 +204,7 @@ def test_missing_onnxruntime(tmp_path, monkeypatch) -> None:
 
 
 def test_from_export_folder(make_run, tmp_path) -> None:
-    from sam2sod.engine.checkpoint import build_model_from_checkpoint, read_checkpoint
+    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
 
     run = make_run("u2netp")
     model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu")).eval()

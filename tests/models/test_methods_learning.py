@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam2sod.engine.config import LossConfig, TrainConfig
-from sam2sod.engine.trainer import compute_loss
 from sam2sod.models import METHODS, create_model
 from sam2sod.models.baselines import BASELINES
+from sam2sod.runs.config import LossConfig, TrainConfig
+from sam2sod.train.trainer import compute_loss
 
 pytestmark = [pytest.mark.filterwarnings("ignore::sam2sod.models.sam2_backbone.RandomInitWarning"),
               pytest.mark.filterwarnings("ignore::sam2sod.models.baselines.backbones.BackboneRandomInitWarning"),

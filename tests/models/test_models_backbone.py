@@ -21,7 +21,7 @@ from sam2sod.models import (
     load_checkpoint,
     model_is_pretrained,
     normalize_size,
-    save_tuned_checkpoint,
+    state_for_checkpoint,
 )
 from sam2sod.models.sam2_backbone import config_name, state_dict_mismatch
 
@@ -201,7 +201,7 @@ def test_missing_and_unreadable_checkpoints(tmp_path, small_sam) -> None:
 def test_tuned_checkpoint_given_as_base_is_explained(tmp_path) -> None:
     model = create_model("decoder_only", image_size=32)
     path = tmp_path / "tuned.pt"
-    save_tuned_checkpoint(model, path)
+    torch.save(state_for_checkpoint(model), path)
     with pytest.raises(SodError, match="fine-tuned checkpoint, not a SAM2 base"):
         build_sam2_model("sam2.1", "tiny", 32, checkpoint=path)
 

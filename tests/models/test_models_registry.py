@@ -9,11 +9,8 @@ from sam2sod.errors import SodError
 from sam2sod.models import (
     METHODS,
     create_model,
-    create_model_from_state,
-    load_tuned_checkpoint,
     load_tuned_state,
     method_options,
-    save_tuned_checkpoint,
     state_for_checkpoint,
 )
 
@@ -70,16 +67,14 @@ def test_tuned_round_trip_pretrained_base(tmp_path, sam21_tiny_ckpt) -> None:
     assert set(state["state_dict"]) == trainable | buffers
     assert "image_encoder.trunk.blocks.0.attn.qkv.weight" not in state["state_dict"]
     path = tmp_path / "tuned.pt"
-    save_tuned_checkpoint(model, path, extra={"epoch": 3})
-    loaded = load_tuned_checkpoint(path)
-    assert loaded["extra"] == {"epoch": 3}
-    for restored in (create_model_from_state(loaded),  # base path recorded in the file
-                     load_tuned_state(create_model("adapter_cbam", image_size=S, checkpoint=ckpt), loaded)):
-        got = _outputs(restored)
-        assert all(torch.equal(expected[k], got[k]) for k in expected)
-        assert restored.model_is_pretrained
+    torch.save(state, path)
+    loaded = torch.load(path, weights_only=True)
+    restored = load_tuned_state(create_model("adapter_cbam", image_size=S, checkpoint=ckpt), loaded)
+    got = _outputs(restored)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert restored.model_is_pretrained
     # another image size: same weights, no error
-    assert create_model_from_state(loaded, image_size=32).image_size == 32
+    assert load_tuned_state(create_model("adapter_cbam", image_size=32, checkpoint=ckpt), loaded).image_size == 32
 
 
 def test_tuned_round_trip_random_base_holds_its_seed(tmp_path) -> None:
@@ -95,8 +90,9 @@ def test_tuned_round_trip_random_base_holds_its_seed(tmp_path) -> None:
     assert all(torch.equal(exp[k], got[k]) for k in exp)
     assert other.base_info["seed"] == 4 and not other.model_is_pretrained
     path = tmp_path / "t.pt"
-    save_tuned_checkpoint(model, path)
-    got = _outputs(create_model_from_state(load_tuned_checkpoint(path)))
+    torch.save(state, path)
+    got = _outputs(load_tuned_state(create_model("adapter_cbam", image_size=S, seed=7),
+                                    torch.load(path, weights_only=True)))
     assert all(torch.equal(exp[k], got[k]) for k in exp)
 
 
@@ -125,7 +121,3 @@ def test_tuned_state_mismatches(tmp_path, sam21_tiny_ckpt) -> None:
         load_tuned_state(model, {**state, "state_dict": sd})
     with pytest.raises(SodError, match="not a sam2sod tuned state"):
         load_tuned_state(model, {"model": {}})
-    with pytest.raises(SodError, match="not found"):
-        load_tuned_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(SodError, match="is not a sam2sod tuned checkpoint"):
-        load_tuned_checkpoint(ckpt)

@@ -178,12 +178,16 @@ def test_an_official_name_loads_from_the_weights_cache(sam21_tiny_ckpt, tmp_path
     path, _ = sam21_tiny_ckpt
     shutil.copy(path, tmp_path / "sam2.1_hiera_tiny.pt")
     monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path))
-    model = build_zero_shot("sam2.1_hiera_tiny", "prompt-free", image_size=S)
+    from sam2sod import load_model
+    from sam2sod.weights import resolve_checkpoint
+
+    model = build_zero_shot(resolve_checkpoint("sam2.1_hiera_tiny"), "prompt-free", image_size=S)  # as load_model
+    assert load_model("sam2.1_hiera_tiny", "cpu").kind == "official"
     assert model.base_info["checkpoint"] == str(tmp_path / "sam2.1_hiera_tiny.pt") and model.model_is_pretrained
     with torch.no_grad():
         assert torch.equal(model(images)["logits"], build_zero_shot(path, image_size=S)(images)["logits"])
     monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path / "empty"))
     with pytest.raises(SodError, match="sam2sod weights download sam2.1_hiera_tiny"):
-        build_zero_shot("sam2.1_hiera_tiny", image_size=S)
+        load_model("sam2.1_hiera_tiny", "cpu")
     with pytest.raises(SodError, match="not found"):
         build_zero_shot(str(tmp_path / "nothing.pt"), image_size=S)

@@ -12,9 +12,9 @@ import torch
 
 from sam2sod.cli import main
 from sam2sod.data.synthetic import make_synthetic
-from sam2sod.engine import trainer as trainer_mod
-from sam2sod.engine.checkpoint import save_checkpoint
 from sam2sod.errors import SodError
+from sam2sod.runs.checkpoints import save_checkpoint
+from sam2sod.train import trainer as trainer_mod
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -85,8 +85,8 @@ def test_out_of_memory_in_a_step_names_the_sizes(data_root, tmp_path, monkeypatc
 
 def test_other_runtime_errors_are_not_called_out_of_memory(data_root, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(trainer_mod, "compute_loss", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape")))
-    from sam2sod.engine.config import load_config
-    from sam2sod.engine.trainer import train
+    from sam2sod.runs.config import load_config
+    from sam2sod.train.trainer import train
 
     overrides = _tiny(data_root)[1::2]
     with pytest.raises(RuntimeError, match="shape"):
@@ -94,7 +94,7 @@ def test_other_runtime_errors_are_not_called_out_of_memory(data_root, tmp_path, 
 
 
 def test_ablate_checks_every_cell_before_training(data_root, tmp_path, monkeypatch, capsys, one_error_line) -> None:
-    from sam2sod.engine import stages
+    from sam2sod.train import stages
 
     monkeypatch.setattr(stages, "run_training", lambda *a, **k: pytest.fail("a cell trained"))
     out = tmp_path / "grid"

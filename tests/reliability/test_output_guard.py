@@ -37,10 +37,10 @@ def argv(command: str, ds: Path, preds: Path, out: Path, *extra: str) -> list[st
 @pytest.fixture()
 def guarded(monkeypatch):
     """Make any command that gets past the guard fail loudly, so a test sees where it stopped."""
-    import sam2sod.engine.ablate as ablate_mod
-    import sam2sod.engine.quickstart as qs_mod
-    import sam2sod.engine.stages as stages_mod
-    import sam2sod.engine.trainer as trainer_mod
+    import sam2sod.apps.quickstart as qs_mod
+    import sam2sod.train.ablate as ablate_mod
+    import sam2sod.train.stages as stages_mod
+    import sam2sod.train.trainer as trainer_mod
 
     def boom(*a, **k):
         raise AssertionError("work started although the output folder should have been refused")

@@ -15,10 +15,10 @@ import torch
 
 from sam2sod.cli import main
 from sam2sod.data.synthetic import make_synthetic
-from sam2sod.engine import trainer as trainer_mod
-from sam2sod.engine.config import load_config
-from sam2sod.engine.trainer import train
 from sam2sod.errors import SodError
+from sam2sod.runs.config import load_config
+from sam2sod.train import trainer as trainer_mod
+from sam2sod.train.trainer import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

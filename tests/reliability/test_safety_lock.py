@@ -44,7 +44,7 @@ def hold():
 
 def test_second_train_into_one_out_is_refused_naming_the_pid(hold, ds, tmp_path, capsys, one_error_line,
                                                              monkeypatch):
-    import sam2sod.engine.stages as stages_mod
+    import sam2sod.train.stages as stages_mod
 
     def boom(*a, **k):
         raise AssertionError("the second train started")
@@ -110,7 +110,7 @@ def test_lock_is_reentrant_in_one_process(tmp_path):
 
 
 def test_resume_takes_the_lock_too(hold, tmp_path, capsys, one_error_line, monkeypatch):
-    import sam2sod.engine.stages as stages_mod
+    import sam2sod.train.stages as stages_mod
 
     def boom(*a, **k):
         raise AssertionError("the second writer resumed")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sam2sod.cli import main
-from sam2sod.engine.ablate import cell_name
 from sam2sod.errors import SodError
 from sam2sod.names import check_name, check_relative, check_stem, inside
+from sam2sod.train.ablate import cell_name
 
 
 @pytest.mark.parametrize("good", ["ECSSD", "sam2.1_hiera_t", "DUTS-TE", "lr=1e-4", "a+b", "x" * 100])
@@ -86,8 +86,8 @@ def test_names_from_a_datasets_file_are_checked(ds, preds, tmp_path, capsys, one
 
 
 def test_stage_names_are_checked():
-    from sam2sod.engine.config import load_config
-    from sam2sod.engine.stages import stage_configs
+    from sam2sod.runs.config import load_config
+    from sam2sod.train.stages import stage_configs
 
     for bad in ("../x", ".x", "a b"):
         cfg = load_config(None, [])

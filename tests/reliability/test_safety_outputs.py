@@ -28,8 +28,8 @@ def test_recursive_formats_that_would_collide_are_refused_before_writing(ds, tmp
 
 
 def test_distinct_recursive_names_pass_the_collision_check():
-    from sam2sod.engine.formats import check_output_names
     from sam2sod.errors import SodError
+    from sam2sod.infer.formats import check_output_names
 
     check_output_names(["a", "sub/a", "mask2/a"], ["map", "mask", "alpha", "overlay"])
     with pytest.raises(SodError, match="overlay/a.png"):
@@ -77,7 +77,7 @@ def test_a_folder_the_user_made_is_kept_after_a_failure(ds, tmp_path, capsys):
 
 
 def test_failed_train_with_a_bad_value_found_late_leaves_no_new_out(ds, tmp_path, capsys, monkeypatch):
-    import sam2sod.engine.stages as stages_mod
+    import sam2sod.train.stages as stages_mod
     from sam2sod.errors import SodError
 
     def late(*a, **k):

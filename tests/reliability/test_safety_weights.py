@@ -55,13 +55,14 @@ def test_changed_in_place_is_refused_on_load(tmp_path, tiny_sam2):
 
 
 def test_changed_in_place_is_refused_by_name_from_the_cache(tmp_path, tiny_sam2, monkeypatch):
-    from sam2sod.models.sam2_backbone import load_checkpoint
+    from sam2sod.runs.checkpoints import model_from_config
+    from sam2sod.runs.config import ModelConfig
 
     monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path))
     path = recorded_file(tmp_path, tiny_sam2)
     change_in_place(path)
-    with pytest.raises(SodError, match="the file changed"):
-        load_checkpoint(tiny_sam2, "sam2.1_hiera_tiny")
+    with pytest.raises(SodError, match="the file changed"):  # a run's model.checkpoint names the cached file
+        model_from_config(ModelConfig(method="decoder_only", image_size=64, checkpoint="sam2.1_hiera_tiny"))
 
 
 def test_a_file_without_record_loads(tmp_path, tiny_sam2):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam2sod.engine.inference import preprocess
 from sam2sod.errors import SodError
+from sam2sod.infer.inference import preprocess
 from sam2sod.models import create_model
 from sam2sod.models.memory import build_memory, load_memory_state, memory_state, normalize_train_memory
 from sam2sod.models.video_clips import forward_clip

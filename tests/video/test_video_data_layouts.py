@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam2sod.data.datasets import lookup
+from sam2sod.data.datasets.check import check_set, format_checks
+from sam2sod.data.datasets.registry import VIDEO_REGISTRY, lookup_video
 from sam2sod.data.video_check import check_video_set
 from sam2sod.data.video_layouts import find_video_layout, load_video_dataset, open_video_input
-from sam2sod.datasets import lookup
-from sam2sod.datasets.check import check_set, format_checks
-from sam2sod.datasets.registry import VIDEO_REGISTRY, lookup_video
 from sam2sod.errors import SodError
 
 DAVIS_DEV = Path("/work/shared/data/davis16-dev")

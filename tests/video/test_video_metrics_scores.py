@@ -15,7 +15,7 @@ from sam2sod.errors import SodError
 from sam2sod.metrics import pair_scores
 from sam2sod.metrics.davis import jf_scores
 from sam2sod.metrics.video import SEQUENCE_KEYS, score_video, scored_frames
-from sam2sod.metrics.video_report import (
+from sam2sod.report.video import (
     bootstrap_sequences,
     format_video_table,
     sequence_image_scores,

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sam2sod.engine.inference import preprocess
+from sam2sod.infer.inference import preprocess
 from sam2sod.models import RandomInitWarning, build_sam2_model, create_model
 from sam2sod.models.memory import build_memory
 from sam2sod.models.sam2_backbone import config_name

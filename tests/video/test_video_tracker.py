@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2sod.engine.inference import preprocess
 from sam2sod.errors import SodError
+from sam2sod.infer.inference import preprocess
 from sam2sod.models import create_model
 from sam2sod.models import video_tracker as vt
 from sam2sod.models.memory import build_memory

@@ -18,9 +18,11 @@ import torch
 from sam2sod import weights
 from sam2sod.cli import main
 from sam2sod.errors import SodError
-from sam2sod.models import RandomInitWarning, create_model
+from sam2sod.models import RandomInitWarning
 from sam2sod.models.sam2_backbone import file_sha256
 from sam2sod.outputs import write_marker
+from sam2sod.runs.checkpoints import model_from_config
+from sam2sod.runs.config import ModelConfig
 
 NAME = "sam2.1_hiera_tiny"
 PATH = f"/segment_anything_2/092824/{NAME}.pt"
@@ -52,17 +54,17 @@ def test_download_verifies_records_and_loads_by_name(http_server, tiny_file, tmp
     monkeypatch.setenv(weights.WEIGHTS_ENV, str(tmp_path / "cache"))  # the real registry's name resolves
     with warnings.catch_warnings():
         warnings.simplefilter("error", RandomInitWarning)
-        model = create_model("decoder_only", image_size=64, checkpoint=NAME)
+        model = model_from_config(ModelConfig(method="decoder_only", image_size=64, checkpoint=NAME))
     assert model.model_is_pretrained and model.base_info["checkpoint"] == str(dest)
-    from sam2sod.engine.config import load_config
+    from sam2sod.runs.config import load_config
 
     assert load_config(None, [f"model.checkpoint={NAME}"]).model.checkpoint == NAME  # a name, not a path
 
 
 def test_missing_or_changed_cached_weights_say_what_to_do(http_server, tiny_file, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(weights.WEIGHTS_ENV, str(tmp_path / "empty"))
-    with pytest.raises(SodError, match=f"`sam2sod weights download {NAME}`"):
-        create_model("decoder_only", image_size=64, checkpoint=NAME)
+    with pytest.raises(SodError, match=f"`sam2sod weights download {NAME}`"):  # a run's model.checkpoint
+        model_from_config(ModelConfig(method="decoder_only", image_size=64, checkpoint=NAME))
     with pytest.raises(SodError, match=f"write the name `{NAME}`"):
         weights.resolve_checkpoint(str(tmp_path / f"{NAME}.pt"))
 

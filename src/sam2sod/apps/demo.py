@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from sam2sod.atomic import atomic_save_image
-from sam2sod.engine.formats import cutout, draw_overlay, to_mask
 from sam2sod.errors import SodError
+from sam2sod.infer.formats import cutout, draw_overlay, to_mask
+from sam2sod.infer.predictor import Prediction, Predictor
 from sam2sod.outputs import prepare_output_dir
-from sam2sod.predictor import Prediction, Predictor
 
 __all__ = ["DISPLAY_PIXELS", "MAX_PIXELS", "MODES", "DemoSession", "build_demo", "check_address", "launch",
            "load_upload", "render"]

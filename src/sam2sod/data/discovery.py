@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sam2sod.errors import SodError, format_names
+from sam2sod.wording import plural
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -21,6 +22,7 @@ __all__ = [
     "find_pairs",
     "list_images",
     "match_by_stem",
+    "warn_nested",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -140,6 +142,14 @@ def count_nested_images(folder: str | os.PathLike) -> int:
             continue
         count += sum(1 for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
     return count
+
+
+def warn_nested(folder: Path, label: str) -> None:
+    """One warning line when a non-recursive listing of `folder` skips image files in its sub-folders."""
+    nested = count_nested_images(folder)
+    if nested:
+        print(f"warning: {plural(nested, label + ' file')} in sub-folders of {folder} are skipped; pass --recursive "
+              "to include them", file=sys.stderr)
 
 
 def _partner_names(name: str) -> set[str]:

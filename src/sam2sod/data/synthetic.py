@@ -192,7 +192,7 @@ def check_synthetic_size(out: str | os.PathLike, n: int, size: int) -> None:
     available memory or on the disk holding `out`; checked before anything is allocated or written."""
     import shutil
 
-    from sam2sod.metrics.memory import available_memory_bytes
+    from sam2sod.resources import available_memory_bytes
 
     need_mem = _RENDER_BYTES_PER_PX * size * size + _PLAN_BYTES_PER_PAIR * n
     avail = available_memory_bytes()

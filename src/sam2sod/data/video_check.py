@@ -1,7 +1,7 @@
 """`datasets check` for a video set: layout found, sequence and annotated-frame counts as registered, every
 frame and mask decodable, every mask of its frame's size.
 
-:func:`check_video_set` returns a :class:`VideoSetCheck`, a `sam2sod.datasets.check.SetCheck` whose
+:func:`check_video_set` returns a :class:`VideoSetCheck`, a `sam2sod.data.datasets.check.SetCheck` whose
 ``n_images`` counts all frames, ``n_masks`` / ``n_pairs`` the annotated frames, and whose problems also name
 a sequence-count mismatch, so `format_checks` prints it in the same table as image sets. File keys in
 ``unreadable`` / ``size_mismatch`` are ``SEQ/FRAME`` (frames) and ``SEQ/FRAME (mask)``.
@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sam2sod.data.datasets._threads import run_threads
+from sam2sod.data.datasets.registry import VideoDatasetInfo, lookup_video
+from sam2sod.data.datasets.set_check import SetCheck
 from sam2sod.data.io import load_image, load_mask
 from sam2sod.data.video_layouts import find_video_layout, load_video_dataset
-from sam2sod.datasets._threads import run_threads
-from sam2sod.datasets.check import SetCheck
-from sam2sod.datasets.registry import VideoDatasetInfo, lookup_video
 from sam2sod.errors import SodError
 
 __all__ = ["VideoSetCheck", "check_video_set", "is_video_set"]

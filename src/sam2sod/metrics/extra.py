@@ -310,12 +310,12 @@ class ExtraMetrics:
         return {n: self._value(n) for n in self.names}
 
     def image_scores(self, names: Sequence[str]) -> Any:
-        """Per-image values and curves as :class:`sam2sod.report.stats.ImageScores` (for bootstrap CIs).
+        """Per-image values and curves as :class:`sam2sod.metrics.image_scores.ImageScores` (for bootstrap CIs).
 
         `names` are the image names in step order. Metrics pooled over the dataset (``overall_bi*``,
         ``si_overall_*``) have no per-image decomposition and are left out.
         """
-        from sam2sod.report.stats import ImageScores
+        from sam2sod.metrics.image_scores import ImageScores
 
         if len(names) != len(self.pairs):
             raise SodError(f"{len(names)} image names for {len(self.pairs)} scored images")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sam2sod.errors import SodError
+from sam2sod.resources import available_memory_bytes
 
 #: Bytes per pixel of the largest image a scoring worker holds at its peak (13 measured, rounded up).
 PAIR_BYTES_PER_PIXEL = 16
@@ -30,24 +31,6 @@ MEMORY_SHARE = 0.5
 def pair_memory_bytes(pixels: int) -> int:
     """Estimated peak memory of one scoring worker whose largest image has ``pixels`` pixels."""
     return WORKER_BASE_BYTES + PAIR_BYTES_PER_PIXEL * max(int(pixels), 0)
-
-
-def available_memory_bytes() -> int | None:
-    """Memory available to new processes: ``MemAvailable`` of /proc/meminfo, else free physical pages.
-
-    None when neither can be read (then no cap is applied).
-    """
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def cap_workers(pixels: int, available: int | None, requested: int) -> int:

@@ -21,10 +21,7 @@ from sam2sod.models.sam2_backbone import (
 )
 from sam2sod.models.sod_sam2 import SAM2SOD, PromptBatchLike
 from sam2sod.models.tuned_state import (
-    create_model_from_state,
-    load_tuned_checkpoint,
     load_tuned_state,
-    save_tuned_checkpoint,
     state_for_checkpoint,
     tuned_keys,
 )
@@ -32,8 +29,8 @@ from sam2sod.models.tuned_state import (
 __all__ = [
     "METHODS", "RANDOM_INIT_WARNING", "SAM2SOD", "SAM2_MEAN", "SAM2_STD", "SIZES", "VERSIONS",
     "MethodSpec", "PromptBatchLike", "RandomInitWarning", "base_info", "build_sam2_model",
-    "check_image_size", "count_params", "create_model", "create_model_from_state", "detect_variant",
-    "feature_sizes", "freeze", "frozen_norms_to_eval", "load_checkpoint", "load_tuned_checkpoint",
+    "check_image_size", "count_params", "create_model", "detect_variant",
+    "feature_sizes", "freeze", "frozen_norms_to_eval", "load_checkpoint",
     "load_tuned_state", "method_options", "model_is_pretrained", "normalize_size", "normalize_version",
-    "param_group", "save_tuned_checkpoint", "state_for_checkpoint", "trains_with_prompts", "tuned_keys", "unfreeze",
+    "param_group", "state_for_checkpoint", "trains_with_prompts", "tuned_keys", "unfreeze",
 ]

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 
 from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD  # noqa: F401 - re-exported
 from sam2sod.errors import SodError
-from sam2sod.safe_load import load_weights_file
+from sam2sod.safe_load import WEIGHTS_CHECKS, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +160,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     obj = load_weights_file(path, "SAM2 checkpoint")
     if isinstance(obj, dict) and str(obj.get("format", "")).startswith("sam2sod-"):
         raise SodError(f"{path} is a sam2sod fine-tuned checkpoint, not a SAM2 base checkpoint: "
-                       "load it with load_tuned_checkpoint / create_model_from_state (a run's best.pt / "
-                       "last.pt: model.init_from in the config)")
+                       "open it with sam2sod.load_model (a run folder, best.pt / last.pt), or start a run from "
+                       "it with model.init_from in the config")
     sd = obj
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
@@ -217,18 +218,22 @@ def state_dict_mismatch(
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Strictly load an official SAM2 checkpoint into a `SAM2Base` built by `build_sam2_model`.
 
-    `path` may also be an official name such as 'sam2.1_hiera_tiny' (`sam2sod.weights`: read from the weights
-    cache). On any key/shape mismatch raise SodError naming the keys and the variant the file looks like.
+    `path` is a file: official names such as 'sam2.1_hiera_tiny' are resolved to their cached file before the
+    model is built (`sam2sod.weights.resolve_checkpoint`; run configs and --base-checkpoint do that). On any
+    key/shape mismatch raise SodError naming the keys and the variant the file looks like.
     """
     from sam2.modeling.sam2_base import SAM2Base
-
-    from sam2sod.weights import checked_sha256, resolve_checkpoint
 
     if not isinstance(model, SAM2Base):
         raise TypeError("load_checkpoint loads official weights into a SAM2Base; for SAM2SOD pass "
                         "checkpoint=... to create_model / build_sam2_model")
-    path = resolve_checkpoint(path)
-    sha = checked_sha256(path)  # the download record, if any, against the bytes about to be loaded
+    path = os.fspath(path)
+    try:
+        sha = file_sha256(path) if os.path.isfile(path) else None
+    except OSError:
+        sha = None  # read_state_dict says what is wrong with the file
+    for check in WEIGHTS_CHECKS if sha else ():  # e.g. the download record of `sam2sod.weights`, these bytes
+        check(Path(path), sha)
     sd = read_state_dict(path)
     expected = model.state_dict()
     problem = state_dict_mismatch(expected, sd)

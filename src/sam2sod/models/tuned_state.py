@@ -1,27 +1,25 @@
-"""Save / restore fine-tuned SAM2SOD weights.
+"""The model part of a run checkpoint (`state_for_checkpoint` / `load_tuned_state`): fine-tuned SAM2SOD weights.
 
 A tuned state holds the trainable parameters and all buffers (small) of the model, plus the
 identity of the base weights: for official weights the checkpoint path + sha256; for a seeded
 random init the seed that rebuilds the frozen weights (`base["seed"]`) and a sha256 fingerprint of
 those frozen weights (`frozen_sha256`), checked on load: another torch or sam2 version may draw
 other random numbers from the same seed, and such a base is refused rather than silently used.
-Older files of random-init runs hold the FULL state dict (`full_state: True`) and still load.
+Older files of random-init runs hold the FULL state dict (`full_state: True`) and still load. Run
+checkpoints (`sam2sod.runs.checkpoints`) hold this state under "model"; `sam2sod.runs.loader.load_model` opens them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from typing import Any
 
 import torch
 
-from sam2sod.atomic import atomic_torch_save
 from sam2sod.errors import SodError
 from sam2sod.models.sam2_backbone import state_dict_mismatch
 from sam2sod.models.sod_sam2 import SAM2SOD
-from sam2sod.safe_load import load_weights_file
 
 FORMAT = "sam2sod-tuned/1"
 
@@ -186,46 +184,3 @@ def load_tuned_state(model: SAM2SOD, state: dict[str, Any]) -> SAM2SOD:
     if state["full_state"]:
         model.base_info = dict(base)
     return model
-
-
-def save_tuned_checkpoint(model: SAM2SOD, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
-    """Atomically write `state_for_checkpoint(model)` (+ `extra`: plain values only) to `path`."""
-    state = state_for_checkpoint(model)
-    if extra:
-        state["extra"] = extra
-    atomic_torch_save(state, path)
-
-
-def load_tuned_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a file written by `save_tuned_checkpoint` (weights_only); SodError naming the file."""
-    path = os.fspath(path)
-    state = load_weights_file(path, "tuned checkpoint")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise SodError(f"{path} is not a sam2sod tuned checkpoint")
-    return state
-
-
-def create_model_from_state(
-    state: dict[str, Any], *, checkpoint: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu", image_size: int | None = None,
-) -> SAM2SOD:
-    """Rebuild the model a tuned state came from and load it.
-
-    Partial states need the base checkpoint (`checkpoint`, else the path recorded at save time).
-    `image_size` may differ from training (no weight depends on it).
-    """
-    from sam2sod.models.registry import create_model
-
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise SodError(f"not a sam2sod tuned state (expected format {FORMAT!r})")
-    cfg, base = state["model_config"], state["base"]
-    if state["full_state"] or state.get("frozen_sha256") is not None:
-        checkpoint = None  # every weight comes from the state, or from the random init of its seed
-    else:
-        checkpoint = checkpoint or base.get("checkpoint")
-        if checkpoint is None:
-            raise SodError("tuned checkpoint needs its base SAM2 checkpoint; pass checkpoint=...")
-    model = create_model(cfg["method"], version=cfg["version"], size=cfg["size"],
-                         image_size=image_size or cfg["image_size"], checkpoint=checkpoint,
-                         device=device, seed=base.get("seed"), **cfg["method_cfg"])
-    return load_tuned_state(model, state)

@@ -187,19 +187,15 @@ class ZeroShotAMG(ZeroShotSAM2):
 
 def _base_from_weights(weights: str | os.PathLike | None, version: str | None, size: str | None,
                        image_size: int, device: str | torch.device, seed: int | None) -> torch.nn.Module:
-    """A `SAM2Base`: random init (weights None), an official name, an official `.pt` or transformers safetensors."""
+    """A `SAM2Base`: random init (weights None), an official `.pt` or transformers safetensors (official names are
+    resolved to their cached file first: `sam2sod.weights.resolve_checkpoint`, as `sam2sod.load_model` does)."""
     from sam2sod.models.sam2_backbone import build_sam2_model, detect_variant, state_dict_mismatch
-    from sam2sod.weights import OFFICIAL, resolve_checkpoint
 
     if weights is None:
         return build_sam2_model(version or "sam2.1", size or "tiny", image_size, None, device=device, seed=seed)
-    text = os.fspath(weights)
-    if text in OFFICIAL and not os.path.exists(text):
-        entry = OFFICIAL[text]
-        return build_sam2_model(entry.version, entry.size, image_size, text, device=device)
     from sam2sod.hf_format import read_base_state_dict
 
-    path = resolve_checkpoint(text)
+    path = os.fspath(weights)
     if not os.path.isfile(path):
         raise SodError(f"SAM2 weights {path} not found (give an official name such as sam2.1_hiera_tiny or a file)")
     sd, fmt = read_base_state_dict(path)
@@ -209,7 +205,7 @@ def _base_from_weights(weights: str | os.PathLike | None, version: str | None, s
     version, size = version or got_version or "sam2.1", size or got_size or "tiny"
     if fmt == "sam2":
         return build_sam2_model(version, size, image_size, path, device=device)
-    from sam2sod.engine.batch import quiet_random_init
+    from sam2sod.models.random_init import quiet_random_init
     from sam2sod.models.sam2_backbone import file_sha256
 
     with quiet_random_init():
@@ -229,8 +225,8 @@ def build_zero_shot(weights: str | os.PathLike | None = None, mode: str = "promp
                     version: str | None = None, size: str | None = None, image_size: int = 1024,
                     device: str | torch.device = "cpu", seed: int | None = 0,
                     amg: dict[str, Any] | None = None) -> ZeroShotSAM2:
-    """An eval-mode zero-shot SAM2 for `mode` from `weights`: an official name ('sam2.1_hiera_tiny', from the
-    weights cache), an official `.pt`, a transformers `model.safetensors`, or None (seeded random init,
+    """An eval-mode zero-shot SAM2 for `mode` from `weights`: an official `.pt` (a name such as 'sam2.1_hiera_tiny'
+    goes through `sam2sod.load_model`), a transformers `model.safetensors`, or None (seeded random init,
     `version`/`size` default sam2.1 tiny, with the RandomInitWarning). `amg`: AMG settings (`AMG_OPTIONS`),
     only for mode amg. Everything is checked before the model is built."""
     from sam2sod.models.sam2_backbone import check_image_size

@@ -1,0 +1,7 @@
+"""`python -m sam2sod.cli`: the `sam2sod` command line."""
+
+import sys
+
+from sam2sod.cli import main
+
+sys.exit(main())

@@ -1,1 +1,0 @@
-"""sam2sod.engine"""

@@ -1,0 +1,1 @@
+"""sam2sod.train"""
