@@ -19,6 +19,7 @@ from sam2sod.cli.args import (
     out_arg,
     overwrite_arg,
     recursive_arg,
+    skip_frames_arg,
     workers_arg,
 )
 from sam2sod.errors import SodError
@@ -28,12 +29,17 @@ from sam2sod.wording import plural
 def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", action="append", required=True, metavar="[NAME=]DIR",
                    help="folder of saliency maps; repeat as NAME=DIR to compare several methods")
-    p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")
-    out_arg(p, "write metrics.json, per_image.csv, curves.csv and plots here", required=False)
+    p.add_argument("--gt", required=True, type=Path,
+                   help="folder of ground-truth masks (with --video: a video dataset, e.g. a DAVIS root)")
+    out_arg(p, "write metrics.json, per_image.csv, curves.csv and plots here (with --video: metrics.json, "
+               "sequences.csv, frames.csv, curves.csv; OUT/NAME/ for several --pred)", required=False)
     workers_arg(p)
     no_progress_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
+    p.add_argument("--video", action="store_true",
+                   help="score PRED/SEQ/FRAME.png per sequence against a video dataset (mean over sequences)")
+    skip_frames_arg(p)
 
 
 @command("score", "score saliency maps against ground-truth masks (PySODMetrics-exact)")(_score_args)
@@ -44,6 +50,10 @@ def _score(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise SodError(f"--workers must be >= 1, got {args.workers}")
     preds = parse_pred_args(args.pred)
+    if args.video:
+        return _score_video(args, preds)
+    if args.skip_frames is not None:
+        raise SodError("--skip-frames needs --video")
     check_score_inputs(preds, args.gt, args.recursive)
     if args.out:
         prepare_output_dir(args.out, overwrite=args.overwrite, inputs=[*preds.values(), args.gt], command="score")
@@ -52,6 +62,18 @@ def _score(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.out:
         print(f"\nwrote metrics.json, per_image.csv, curves.csv, pr_curve.png, f_curve.png, e_curve.png to {args.out}")
+    return 0
+
+
+def _score_video(args: argparse.Namespace, preds: dict[str, Path]) -> int:
+    from sam2sod.evaluation.video import score_videos
+
+    if args.recursive:
+        raise SodError("--recursive does not apply with --video (predictions are PRED/SEQ/FRAME.png)")
+    score_videos(preds, args.gt, args.out, skip_frames=args.skip_frames, workers=args.workers,
+                 overwrite=args.overwrite, progress=not args.no_progress)
+    if args.out:
+        print(f"\nwrote metrics.json, sequences.csv, frames.csv, curves.csv to {args.out}")
     return 0
 
 

@@ -15,12 +15,19 @@ from sam2sod.cli.args import (
     datasets_file_arg,
     decode_workers_arg,
     device_arg,
+    engine_args,
     exclude_overlap_arg,
     no_progress_arg,
     out_arg,
     overwrite_arg,
     recursive_arg,
     refine_args,
+    resize_args,
+    skip_frames_arg,
+    tracker_args,
+    tracker_config,
+    unused_with_video,
+    video_flags_without_video,
     workers_arg,
 )
 from sam2sod.wording import plural
@@ -43,7 +50,11 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="score only this part of each root, split by name as the run's config splits its data "
                         "(e.g. test: the held-out names after train_count + val_count)")
     refine_args(p)
+    engine_args(p)
+    resize_args(p)
     exclude_overlap_arg(p)
+    tracker_args(p)
+    skip_frames_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
 
@@ -53,17 +64,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     from sam2sod.data.datasets import resolve_data_args
     from sam2sod.evaluation.evaluate import evaluate
 
+    if args.video:
+        return _evaluate_video(args)
+    video_flags_without_video(args)
     evaluate(args.checkpoint, resolve_data_args(args.data, args.datasets), args.out, args.prompt,
              args.device or "auto", args.batch_size, args.workers, args.base_checkpoint, recursive=args.recursive,
              overwrite=args.overwrite, split=args.split, refine=args.refine, tta=args.tta,
-             exclude_overlap=args.exclude_overlap, progress=not args.no_progress)
+             exclude_overlap=args.exclude_overlap, progress=not args.no_progress, engine=args.engine,
+             dtype=args.dtype, resize=args.resize, tiles=args.tiles)
+    print(f"\nresults: {args.out}")
+    return 0
+
+
+def _evaluate_video(args: argparse.Namespace) -> int:
+    from sam2sod.data.datasets import resolve_data_args
+    from sam2sod.evaluation.video import evaluate_video
+
+    unused_with_video(args, {"--prompt": "none", "--split": "all", "--refine": 0, "--tta": "none",
+                             "--exclude-overlap": False, "--recursive": False})
+    evaluate_video(args.checkpoint, resolve_data_args(args.data, args.datasets), args.out, args.device or "auto",
+                   args.base_checkpoint, config=tracker_config(args), skip_frames=args.skip_frames,
+                   workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"\nresults: {args.out}")
     return 0
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     checkpoint_arg(p)
-    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--input", required=True, help="an image file or a folder of images (with --video: a frames "
+                                                  "folder, a video file or a folder of sequences)")
     out_arg(p, "folder for the maps (OUT/NAME.png) and the other --format outputs")
     p.add_argument("--overlay", action="store_true",
                    help="also write OUT/overlay/NAME.jpg (contour + fill; --format overlay writes PNG)")
@@ -74,18 +103,21 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     decode_workers_arg(p, help="processes decoding the next images while the model runs (default: on CPU only "
                                "cores torch's threads leave free, usually none; on GPU one per core beyond the "
                                "first, at most 4; 0: decode in the main process)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="autocast dtype of the model (default fp32; bf16 on CPU or CUDA, fp16 on CUDA)")
+    engine_args(p)
+    resize_args(p)
     p.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
                    help="prompt point in original-image pixels, LABEL 1 foreground (default) / 0 background "
                         "(repeatable; --input must be one image)")
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="prompt box in original-image pixels (one image)")
-    p.add_argument("--format", action="append", dest="formats", choices=["map", "mask", "alpha", "overlay"],
+    p.add_argument("--format", action="append", dest="formats",
+                   choices=["map", "mask", "alpha", "overlay", "overlay-video"],
                    help="outputs (repeatable; default map): map OUT/NAME.png, mask OUT/mask/NAME.png, alpha "
-                        "OUT/alpha/NAME.png (RGBA cut-out), overlay OUT/overlay/NAME.png (contour + fill)")
+                        "OUT/alpha/NAME.png (RGBA cut-out), overlay OUT/overlay/NAME.png (contour + fill); "
+                        "with --video: map and overlay-video (OUT/SEQ.mp4, needs sam2sod[video])")
     p.add_argument("--threshold", type=float, default=None,
                    help="mask / overlay threshold in [0, 1] (default: adaptive, min(2 * mean saliency, 1))")
     refine_args(p)
+    tracker_args(p)
     overwrite_arg(p)
     recursive_arg(p)
 
@@ -95,6 +127,9 @@ def _predict(args: argparse.Namespace) -> int:
     from sam2sod.infer.predict import predict_report
     from sam2sod.infer.predict_options import parse_box, parse_point
 
+    if args.video:
+        return _predict_video(args)
+    video_flags_without_video(args)
     points = [parse_point(t) for t in args.point]
     report = predict_report(args.checkpoint, args.input, args.out, args.overlay, args.device or "auto",
                             args.batch_size, args.base_checkpoint, strict=args.strict, recursive=args.recursive,
@@ -102,7 +137,8 @@ def _predict(args: argparse.Namespace) -> int:
                             refine=args.refine, tta=args.tta,
                             points=[pt[:2] for pt in points] or None, labels=[pt[2] for pt in points] or None,
                             box=parse_box(args.box) if args.box else None, workers=args.decode_workers,
-                            dtype=args.dtype, progress=not args.no_progress)
+                            dtype=args.dtype, progress=not args.no_progress, engine=args.engine,
+                            resize=args.resize, tiles=args.tiles)
     formats = list(dict.fromkeys(args.formats or ["map"]))
     n = report.total - len(report.skipped)
     what = plural(n, "saliency map") if formats == ["map"] else f"{plural(n, 'image')} as {', '.join(formats)}"
@@ -111,6 +147,22 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"error: skipped {len(report.skipped)} of {plural(report.total, 'image')} that could not be read (listed "
               "above); the others were written. Use --strict to stop at the first one.", file=sys.stderr)
         return EXIT_SKIPPED
+    return 0
+
+
+def _predict_video(args: argparse.Namespace) -> int:
+    from sam2sod.infer.video import predict_video
+
+    unused_with_video(args, {"--overlay": False, "--batch-size": None, "--strict": False, "--decode-workers": None,
+                             "--point": [], "--box": None, "--threshold": None, "--refine": 0, "--tta": "none",
+                             "--recursive": False})
+    report = predict_video(args.checkpoint, args.input, args.out, args.device or "auto", args.base_checkpoint,
+                           config=tracker_config(args), overwrite=args.overwrite, formats=args.formats,
+                           dtype=args.dtype, progress=not args.no_progress)
+    fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.kinds.items()))
+    print(f"wrote {plural(report.frames, 'saliency map')} of {plural(report.sequences, 'sequence')} to {args.out} "
+          f"({plural(len(report.written), 'file')}; {kinds}; {fps:.2f} frames/s)")
     return 0
 
 
