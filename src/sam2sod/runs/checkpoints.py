@@ -19,6 +19,7 @@ import torch
 from sam2sod.atomic import atomic_torch_save, os_error_reason
 from sam2sod.errors import SodError
 from sam2sod.runs.config import ModelConfig, TrainConfig, config_from_data, from_dict, to_dict
+from sam2sod.runs.config_checks import VIDEO_OPTIONS
 from sam2sod.safe_load import load_weights_file
 
 FORMAT = "sam2sod-run-v1"
@@ -161,8 +162,9 @@ def model_from_config(m: ModelConfig, device: torch.device | str = "cpu", seed: 
     base = checkpoint or m.checkpoint
     base = resolve_checkpoint(base) if base else None
     extra = {"backbone_weights": m.backbone_weights} if m.backbone_weights else {}
+    args = {k: v for k, v in m.args.items() if k not in VIDEO_OPTIONS}  # clip training's, not the builder's
     return create_model(m.method, version=m.version, size=m.size, image_size=m.image_size,
-                        checkpoint=base, device=str(device), seed=seed, **extra, **m.args)
+                        checkpoint=base, device=str(device), seed=seed, **extra, **args)
 
 
 def build_model_from_checkpoint(ckpt: dict[str, Any], device: torch.device,

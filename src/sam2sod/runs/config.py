@@ -64,6 +64,8 @@ class DataConfig:
     names train, the next `val_count` validate (pick `best.pt`) and the rest form the held-out test
     split (`val_count: null` -> every name after the train part validates and there is no test split;
     `train_count: null` -> `val_fraction` of the names validate).
+    Video data (`video`): the same rule counts whole sequences (sorted by name), or `val_sequences` names
+    the validation sequences; the frames of one sequence never land in two splits.
     """
 
     root: str | None = None
@@ -77,6 +79,10 @@ class DataConfig:
     workers: int | None = None  # DataLoader processes; null = automatic (`engine.runtime.auto_workers`)
     multiscale: list[int] | None = None  # per-batch training sizes; null = the model's paper sizes if any
     augment: AugmentCfg = field(default_factory=AugmentCfg)
+    # video training (docs/training.md "Fine-tuning on video clips"): true | false | auto (the root's layout)
+    video: bool | str = "auto"
+    clip_len: int = 8  # frames per training clip
+    val_sequences: list[str] | None = None  # video: these sequences validate, the others train
 
 
 @dataclass

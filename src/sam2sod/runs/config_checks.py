@@ -158,6 +158,8 @@ def check_method_options(method: str, args: dict[str, Any]) -> dict[str, Any]:
 
     if "backbone_weights" in args:
         raise SodError("config key model.args.backbone_weights: give it as model.backbone_weights instead")
+    video = {k: args[k] for k in VIDEO_OPTIONS if k in args}  # options of clip training, not of the builder
+    args = {k: v for k, v in args.items() if k not in VIDEO_OPTIONS}
     builder = METHODS[method].builder if method in METHODS else BASELINES[method][0]
     types = {k: v for k, v in _option_types(builder).items() if k != "backbone_weights"}
     unknown = sorted(set(args) - set(types))
@@ -175,7 +177,39 @@ def check_method_options(method: str, args: dict[str, Any]) -> dict[str, Any]:
         if rule is not None:
             _check(key, value, rule)
         out[name] = value
-    return out
+    return {**out, **_check_video_options(method, video)}
+
+
+# model.args keys read by video clip training (`sam2sod.train.video`), accepted for every SAM2 method.
+VIDEO_OPTIONS = ("train_memory",)
+TRAIN_MEMORY = ("false", "true", "lora")
+
+
+FRAME_WISE_METHODS = ("sam2unet",)  # SAM2 methods that do not decode with SAM2's mask decoder (no memory path)
+
+
+def check_clip_method(method: str) -> None:
+    """SodError (one line) for a method without SAM2's memory path (classical baselines, sam2unet)."""
+    from sam2sod.models.baselines import BASELINES
+
+    if method in BASELINES or method in FRAME_WISE_METHODS:
+        kind = ("is a classical baseline" if method in BASELINES
+                else "decodes with its own U-Net, not SAM2's mask decoder")
+        raise SodError(f"model.method {method!r} cannot train on video clips (data.video): it {kind}, without "
+                       f"SAM2's memory path; train it on images (data.video: false) or pick a SAM2 method such "
+                       f"as adapter_cbam")
+
+
+def _check_video_options(method: str, video: dict[str, Any]) -> dict[str, Any]:
+    """model.args.train_memory: false | true | lora (YAML booleans accepted), stored as that string."""
+    if "train_memory" not in video:
+        return {}
+    value = video["train_memory"]
+    key = ("true" if value else "false") if isinstance(value, bool) else str(value).strip().lower()
+    if key not in TRAIN_MEMORY:
+        raise SodError(f"config key model.args.train_memory: {value!r} is not a valid choice "
+                       f"(choose one of: {', '.join(TRAIN_MEMORY)})")
+    return {"train_memory": key}
 
 
 def _check_model(cfg: TrainConfig) -> None:
@@ -196,6 +230,13 @@ def _check_data(cfg: TrainConfig) -> None:
     _check("data.val_count", d.val_count, int_at_least(1, nullable=True))
     _check("data.val_fraction", d.val_fraction, unit(lo_open=True, hi_open=True))
     _check("data.workers", d.workers, int_at_least(0, nullable=True))
+    if d.video not in (True, False, "auto"):
+        raise SodError(f"config key data.video: {d.video!r} is not a valid choice (choose one of: true, false, auto)")
+    _check("data.clip_len", d.clip_len, int_at_least(2))
+    if d.val_sequences is not None and (not d.val_sequences or not all(isinstance(n, str) and n
+                                                                       for n in d.val_sequences)):
+        raise SodError(f"config key data.val_sequences: {d.val_sequences!r} must be a non-empty list of "
+                       "sequence names, or null")
     for i, s in enumerate(d.multiscale or []):
         _check(f"data.multiscale[{i}]", s, ((lambda v: _is_int(v) and v > 0 and v % 32 == 0),
                                              "a positive multiple of 32"))
@@ -262,6 +303,8 @@ def check_values(cfg: TrainConfig) -> None:
         raise SodError(f"config key device: {cfg.device!r} is not a valid choice (choose one of: {DEVICES})")
     _check("val_batch_size", cfg.val_batch_size, int_at_least(1))
     _check("log_every", cfg.log_every, int_at_least(1))
+    if cfg.data.video is True:
+        check_clip_method(cfg.model.method)
     if not isinstance(cfg.stages, list) or not all(isinstance(s, dict) for s in cfg.stages):
         raise SodError(f"config key stages: {cfg.stages!r} must be a list of mappings, e.g. "
                        "[{name: decoder, set: {model.args.use_fad: false}}]")

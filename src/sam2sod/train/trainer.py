@@ -55,6 +55,7 @@ from sam2sod.train.batch import (  # noqa: F401  (compute_loss and simulate_batc
     rescale_batch,
     simulate_batch_prompts,
 )
+from sam2sod.train.video import clip_task
 
 log = logging.getLogger("sam2sod.train")
 
@@ -182,9 +183,15 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     seed_everything(cfg.seed + distinfo.rank)
 
     # ---- data (every train and val image decoded once up front: a broken file stops us before step 1)
-    train_pairs, val_pairs = split_train_val(cfg.data)
-    decode_check(train_pairs, val_pairs, show=distinfo.is_main and progress)
-    train_ds = build_train_dataset(train_pairs, cfg)
+    clips = clip_task(cfg, show=distinfo.is_main and progress)  # video data: clips (sam2sod.train.video)
+    if clips is not None:
+        if distinfo.enabled:
+            raise SodError("clip training (video data) runs in one process; start it without torchrun")
+        train_ds, val_pairs = clips.dataset, clips.val
+    else:
+        train_pairs, val_pairs = split_train_val(cfg.data)
+        decode_check(train_pairs, val_pairs, show=distinfo.is_main and progress)
+        train_ds = build_train_dataset(train_pairs, cfg)
     o = cfg.optim
     sampler = SkipSampler(DistributedSampler(train_ds, num_replicas=distinfo.world, rank=distinfo.rank,
                                              shuffle=True, seed=cfg.seed, drop_last=True))
@@ -205,7 +212,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         if m.init_from and ckpt is None:
             load_init_weights(model, m.init_from)
     pretrained = bool(model.model_is_pretrained)
-    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr)
+    trained = model if clips is None else torch.nn.ModuleList([model, clips.build_memory(model, ckpt)])
+    optimizer = torch.optim.AdamW(param_groups(trained, o.weight_decay), lr=o.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, o.warmup_steps, o.min_lr_ratio))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -246,7 +254,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": to_dict(cfg),
                 "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
                 "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained, "train_time_s": elapsed(),
-                "loss_sum": loss_sum if step_in_epoch else 0.0, "loss_n": loss_n if step_in_epoch else 0}
+                "loss_sum": loss_sum if step_in_epoch else 0.0, "loss_n": loss_n if step_in_epoch else 0,
+                **(clips.state() if clips is not None else {})}
 
     # ---- loop
     start_epoch, skip_steps = divmod(step, steps_per_epoch)
@@ -269,20 +278,23 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                 break
             sampler.set_epoch(epoch, skip=skip_steps * o.accum_steps * o.batch_size if epoch == start_epoch else 0)
             train_ds.set_epoch(epoch)
-            ddp_model.train()
+            trained.train()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not (distinfo.is_main and progress),
                        dynamic_ncols=True)
             loss_sum, loss_n = resumed_loss if epoch == start_epoch and skip_steps else (0.0, 0)
             window_bad = False
             for micro, batch in enumerate(bar):
-                images, masks = batch["image"].to(device), batch["mask"].to(device)
-                if sizes:
-                    images, masks = rescale_batch(images, masks, sizes, cfg.seed * 7919 + step)
-                prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97 + micro % o.accum_steps
-                                                 + distinfo.rank * 7919, device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = ddp_model(images, prompts, multimask=m.multimask)
-                loss, parts = compute_loss(out, masks, cfg, model)
+                if clips is not None:
+                    loss, parts = clips.loss(model, batch, device, amp_dtype)
+                else:
+                    images, masks = batch["image"].to(device), batch["mask"].to(device)
+                    if sizes:
+                        images, masks = rescale_batch(images, masks, sizes, cfg.seed * 7919 + step)
+                    prompts = simulate_batch_prompts(masks, cfg, (cfg.seed * 1_000_003 + step) * 97
+                                                     + micro % o.accum_steps + distinfo.rank * 7919, device)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        out = ddp_model(images, prompts, multimask=m.multimask)
+                    loss, parts = compute_loss(out, masks, cfg, model)
                 if not torch.isfinite(loss):
                     window_bad = True
                 else:
@@ -303,7 +315,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                     bad_in_row = 0
                     scaler.unscale_(optimizer)
                     if o.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                        torch.nn.utils.clip_grad_norm_([p for p in trained.parameters() if p.requires_grad],
                                                        o.grad_clip)
                     scaler.step(optimizer)
                     scaler.update()
@@ -335,7 +347,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
             epoch_done = step % steps_per_epoch == 0
             # ---- validation + checkpoints (rank 0), then everyone waits
             if distinfo.is_main:
-                val = validate_model(model, val_pairs, cfg, device, amp_dtype) if val_pairs else {"S": 0.0, "MAE": 1.0}
+                val = ({"S": 0.0, "MAE": 1.0} if not val_pairs else clips.validate(model, device, amp_dtype)
+                       if clips is not None else validate_model(model, val_pairs, cfg, device, amp_dtype))
                 row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
                        "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
                        "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
