@@ -153,6 +153,7 @@ class Predictor:
             raise SodError(f"dtype must be one of {', '.join(_DTYPES)} or a torch dtype, got {dtype!r}")
         self.multimask = bool(multimask)
         self.pretrained = pretrained
+        self.checkpoint: dict | None = None  # a run's checkpoint (its trained video memory, if any)
         self.reset_image()
 
     @classmethod
@@ -167,7 +168,9 @@ class Predictor:
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, dtype: torch.dtype | str | None = None) -> Predictor:
         """From a `sam2sod.runs.loader.LoadedModel` (its model, image size, device and multimask setting)."""
-        return cls(loaded.model, loaded.image_size, loaded.device, dtype, loaded.multimask, loaded.pretrained)
+        predictor = cls(loaded.model, loaded.image_size, loaded.device, dtype, loaded.multimask, loaded.pretrained)
+        predictor.checkpoint = loaded.checkpoint
+        return predictor
 
     # ------------------------------------------------------------------ image state
     @property
@@ -263,3 +266,24 @@ class Predictor:
                 res = run_model(self.model, self._batch(rgbs), None, self.multimask, refine, tta)
             out += [saliency_from_logits(res["logits"][j], rgb.shape[:2]) for j, rgb in enumerate(rgbs)]
         return out
+
+    def predict_video(self, video: Any, keyframe_every: int = 10, *, redetect_score: float | None = 0.0,
+                      check_every: int = 5, check_iou: float = 0.5, checkpoint: dict | None = None,
+                      base_checkpoint: str | None = None) -> Any:
+        """Yield a `sam2sod.infer.video.VideoFrame` (name, saliency (H,W) float32 0..1, kind) per frame.
+
+        `video`: a frames folder or video file path, a `sam2sod.data.video.Video`, or a sequence of images
+        (named 00000, 00001, ...); frames are decoded one at a time. keyframe_every 1 is frame-wise (each
+        map equals `predict()`'s); otherwise SAM2's memory propagates keyframe detections (re-detection options
+        as `sam2sod.models.video_tracker.TrackerConfig`). Models memory cannot drive run frame-wise.
+        `checkpoint`: a run checkpoint dict whose trained memory state to use (`from_pretrained` keeps it).
+        """
+        from sam2sod.infer.video import VideoRunner
+        from sam2sod.models.video_tracker import TrackerConfig
+
+        config = TrackerConfig(keyframe_every=keyframe_every, redetect_score=redetect_score,
+                               check_every=check_every, check_iou=check_iou)
+        runner = VideoRunner.build(self.model, self.image_size, self.device, self.multimask, config,
+                                   checkpoint=checkpoint if checkpoint is not None else self.checkpoint,
+                                   base_checkpoint=base_checkpoint, dtype=self.dtype)
+        return runner.frames(video)
