@@ -64,6 +64,12 @@ class LoadedModel:
     def label(self) -> str:
         return "" if self.pretrained else RANDOM_INIT
 
+    @property
+    def memory_state(self) -> dict[str, Any] | None:
+        """SAM2 memory trained on video clips (checkpoint key ``memory``, `sam2sod.models.memory.memory_state`;
+        rebuild it with `load_memory_state(model, state)`); None for a model trained on images only."""
+        return (self.checkpoint or {}).get("memory")
+
 
 @dataclass
 class ModelSource:
