@@ -80,9 +80,10 @@ def test_predict_says_when_it_uses_last_pt(ckpt, ds, tmp_path, caplog) -> None:
 
 def test_make_synthetic_too_big_for_memory(tmp_path, capsys, one_error_line) -> None:
     out = tmp_path / "syn"
-    assert main(["make-synthetic", str(out), "--size", "1000000"]) == 2
+    assert main(["make-synthetic", str(out), "--image-size", "1000000"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "--size 1000000 needs about" in line and "of memory" in line and "use a --size up to about" in line
+    assert "--image-size 1000000 needs about" in line and "of memory" in line
+    assert "use an --image-size up to about" in line
     assert main(["make-synthetic", str(out), "--n", "100000000000"]) == 2
     assert "use an --n up to about" in one_error_line(capsys.readouterr().err)
     assert not out.exists()
@@ -92,7 +93,7 @@ def test_make_synthetic_too_big_for_the_disk(tmp_path, monkeypatch, capsys, one_
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 50_000, 50_000))
     out = tmp_path / "syn"
-    assert main(["make-synthetic", str(out), "--n", "1000", "--size", "64"]) == 2
+    assert main(["make-synthetic", str(out), "--n", "1000", "--image-size", "64"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "needs at least" in line and "is free" in line and "--n 55 pairs" in line
     assert not out.exists()

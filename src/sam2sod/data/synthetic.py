@@ -199,8 +199,8 @@ def check_synthetic_size(out: str | os.PathLike, n: int, size: int) -> None:
     if avail is not None and need_mem > avail:
         plan = _PLAN_BYTES_PER_PAIR * n
         hint = (f"use an --n up to about {avail // (2 * _PLAN_BYTES_PER_PAIR):,}" if 2 * plan > avail else
-                f"use a --size up to about {int(((avail - plan) / _RENDER_BYTES_PER_PX) ** 0.5)}")
-        raise SodError(f"make-synthetic --n {n} --size {size} needs about {_gib(need_mem)} of memory, "
+                f"use an --image-size up to about {int(((avail - plan) / _RENDER_BYTES_PER_PX) ** 0.5)}")
+        raise SodError(f"make-synthetic --n {n} --image-size {size} needs about {_gib(need_mem)} of memory, "
                        f"{_gib(avail)} is available: {hint}")
     part = Path(out).absolute()
     while not part.exists() and part != part.parent:
@@ -212,7 +212,8 @@ def check_synthetic_size(out: str | os.PathLike, n: int, size: int) -> None:
     need_disk = n * (_DISK_BYTES_PER_PAIR + _DISK_BYTES_PER_PX * size * size)
     if need_disk > free:
         fits = int(free // (_DISK_BYTES_PER_PAIR + _DISK_BYTES_PER_PX * size * size))
-        raise SodError(f"make-synthetic --n {n} --size {size} needs at least {_gib(need_disk)} on the disk of {out}, "
+        raise SodError(f"make-synthetic --n {n} --image-size {size} needs at least {_gib(need_disk)} on the disk "
+                       f"of {out}, "
                        f"{_gib(free)} is free: about --n {fits} pairs of this size fit")
 
 
