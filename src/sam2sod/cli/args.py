@@ -187,11 +187,13 @@ def video_flags_without_video(args: argparse.Namespace) -> None:
             raise SodError(f"{flag} needs --video")
 
 
-def engine_args(p: argparse.ArgumentParser) -> None:
-    """--engine and --dtype: what runs the model (see `sam2sod.infer.engines`)."""
+def engine_args(p: argparse.ArgumentParser, dtype: bool = True) -> None:
+    """--engine and (with `dtype`) --dtype: what runs the model (see `sam2sod.infer.engines`)."""
     p.add_argument("--engine", default="torch", choices=["torch", "onnxruntime"],
                    help="torch (default) or onnxruntime (CPU, fp32; an ONNX export folder, or the model exported "
                         "once into the cache; needs pip install 'sam2sod[export]')")
+    if not dtype:
+        return
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="autocast dtype of the model (default fp32; bf16 on CPU or CUDA, 1.5-2x faster on CPUs with "
                         "AMX / AVX512-BF16; fp16 on CUDA)")

@@ -14,13 +14,18 @@ from sam2sod.cli.args import (
     datasets_file_arg,
     decode_workers_arg,
     device_arg,
+    engine_args,
     exclude_overlap_arg,
+    hub_models,
+    hub_offline_arg,
     no_progress_arg,
     out_arg,
     overwrite_arg,
     recursive_arg,
     skip_frames_arg,
     workers_arg,
+    zero_shot_args,
+    zero_shot_of,
 )
 from sam2sod.errors import SodError
 from sam2sod.wording import plural
@@ -122,7 +127,10 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (an integer >= 0)")
     workers_arg(p)
     device_arg(p)
+    engine_args(p, dtype=False)
     batch_size_arg(p, 8, "default 8")
+    zero_shot_args(p)
+    hub_offline_arg(p)
     no_progress_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
@@ -139,6 +147,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise SodError("--batch-size and --workers must be >= 1, --n-resamples >= 10")
     if args.seed < 0:
         raise SodError(f"--seed must be an integer >= 0 (the bootstrap seed), got {args.seed}")
+    zero_shot = zero_shot_of(args)
+    hub_models(args)
     models = _named_models(args.model)
     preds = parse_pred_args(args.pred) if args.pred else {}
     result = benchmark(models, preds, resolve_data_args(args.data, args.datasets), args.out, metrics=args.metrics,
@@ -146,7 +156,7 @@ def _benchmark(args: argparse.Namespace) -> int:
                        exclude_overlap=args.exclude_overlap, n_resamples=args.n_resamples, seed=args.seed,
                        workers=args.workers, device=args.device or "auto", batch_size=args.batch_size,
                        overwrite=args.overwrite, base_checkpoint=args.base_checkpoint, recursive=args.recursive,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, engine=args.engine, zero_shot=zero_shot)
     from sam2sod.report.tables import render_summary
 
     print(f"{result['caption']}\n\n{render_summary(result['rows'], result['method_info'])}")

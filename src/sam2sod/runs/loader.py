@@ -5,10 +5,12 @@ PATH may be
   * a `sam2sod export` folder (``config.json`` + ``model.safetensors``), or one of those two files.
 
   * an official SAM2 name from `sam2sod weights list` (e.g. ``sam2.1_hiera_tiny``, read from the weights
-    cache) or an official checkpoint file: zero-shot SAM2, prompt-free (`sam2sod.models.zero_shot`), 1024 px.
+    cache) or an official checkpoint file: zero-shot SAM2 (`sam2sod.models.zero_shot`), prompt-free at 1024 px
+    unless `zero_shot` (`sam2sod.runs.zero_shot_options`) says otherwise; with `zero_shot`, any SAM2 weights
+    file (sam2's or transformers' layout) opens this way.
 
-Other kinds (an ``hf://`` repository) are opened by functions registered in `OPENERS` under the kind that
-`open_source` reports for them ("hub").
+Other kinds (an ``hf://user/repo[@revision]`` repository: "hub") are found by functions registered in `FINDERS`
+(`sam2sod.export.hub_open` downloads the export folder and reads it as one) or built by those in `OPENERS`.
 
 Opening is two steps so that a command can check its model before it creates an output folder:
 `open_source` finds and reads the file (the run checkpoint, or the export's config.json) and checks that
@@ -18,6 +20,7 @@ the base weights the run needs can be found; `ModelSource.build` builds the mode
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +31,15 @@ import torch
 from sam2sod.errors import SodError
 from sam2sod.runs.config import DataConfig, TrainConfig, from_dict
 from sam2sod.runs.exported import CONFIG_FILE, WEIGHTS_FILE, is_export, load_exported, read_export_config
+from sam2sod.runs.zero_shot_options import ZeroShotOptions, as_zero_shot
 
-__all__ = ["HUB_PREFIX", "OPENERS", "RANDOM_INIT", "RUN_FILES", "LoadedModel", "ModelSource", "load_model",
-           "open_source"]
+__all__ = ["FINDERS", "HUB_PREFIX", "OPENERS", "RANDOM_INIT", "RUN_FILES", "LoadedModel", "ModelSource", "as_hub_ref",
+           "export_source", "load_model", "open_source"]
 
 RUN_FILES = ("best.pt", "last.pt")
 RANDOM_INIT = "RANDOM INIT"
 HUB_PREFIX = "hf://"
+_BARE_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[^\s/]+)?$")  # user/repo[@rev]
 
 
 @dataclass
@@ -110,13 +115,15 @@ class ModelSource:
             model = load_exported(self.path, device=dev)
         elif self.kind in OPENERS:
             return OPENERS[self.kind](self, dev)
+        elif self.kind == "onnx":
+            raise SodError(f"{self.path} is an ONNX export: run it with --engine onnxruntime")
         else:
             raise SodError(f"{self.path}: no opener for {self.kind} models in this install")
         return LoadedModel(model.eval(), self.kind, self.path, self.method, self.image_size, self.multimask,
                            self.pretrained, dev, self.config, self.data, self.checkpoint, self.export_config)
 
 
-ZERO_SHOT_SIZE = 1024  # SAM2's own input size
+ZERO_SHOT_SIZE = ZeroShotOptions().image_size  # SAM2's own input size
 
 
 def _official(text: str) -> bool:
@@ -126,18 +133,33 @@ def _official(text: str) -> bool:
     return (text in OFFICIAL and not Path(text).exists()) or (Path(text).is_file() and entry_for_file(text) is not None)
 
 
-def _official_source(text: str) -> ModelSource:
+def _official_source(text: str, opts: ZeroShotOptions | None) -> ModelSource:
     from sam2sod.weights import resolve_checkpoint
 
+    opts = opts or ZeroShotOptions()
     path = Path(resolve_checkpoint(text))  # a name: the cached file (SodError with the download command if absent)
-    return ModelSource("official", path, "zero-shot SAM2 (prompt-free)", ZERO_SHOT_SIZE, False, True,
-                       extra={"name": text})
+    return ModelSource("official", path, opts.label, opts.image_size, False, True,
+                       extra={"name": text, "mode": opts.mode, "amg": dict(opts.amg)})
+
+
+def _weights_file(text: str) -> bool:
+    """A file of base SAM2 weights (sam2's or transformers' layout), not a run checkpoint or an export."""
+    from sam2sod.hf_format import detect_format
+
+    if not Path(text).is_file() or Path(text).name in RUN_FILES:
+        return False
+    try:
+        return detect_format(text) in ("sam2", "transformers")
+    except SodError:
+        return False
 
 
 def _open_official(source: ModelSource, device: torch.device) -> LoadedModel:
     from sam2sod.models.zero_shot import build_zero_shot
 
-    model = build_zero_shot(source.path, "prompt-free", image_size=source.image_size, device=device)
+    mode = source.extra.get("mode", "prompt-free")
+    model = build_zero_shot(source.path, mode, image_size=source.image_size, device=device,
+                            amg=source.extra.get("amg") or None)
     return LoadedModel(model.eval(), "official", source.path, source.method, source.image_size, False, True, device)
 
 
@@ -145,6 +167,9 @@ def _open_official(source: ModelSource, device: torch.device) -> LoadedModel:
 #: reports "hub" for an ``hf://`` path (`ModelSource.extra["name"]`); the module that reads hub repositories
 #: registers its opener here.
 OPENERS: dict[str, Callable[[ModelSource, torch.device], LoadedModel]] = {"official": _open_official}
+#: Finders of the kinds `open_source` cannot read itself: kind -> fn(path text, base_checkpoint) -> ModelSource
+#: (e.g. "hub": download the ``hf://`` repository and read it as an export folder).
+FINDERS: dict[str, Callable[[str, str | None], ModelSource]] = {}
 
 
 def _run_file(p: Path) -> Path:
@@ -176,34 +201,59 @@ def _check_base(source: ModelSource) -> None:
                        f"(base_checkpoint=...) with the same file (sha256 {str(base.get('sha256'))[:16]}...)")
 
 
-def open_source(path: str | os.PathLike, base_checkpoint: str | None = None) -> ModelSource:
+def open_source(path: str | os.PathLike, base_checkpoint: str | None = None,
+                zero_shot: ZeroShotOptions | str | None = None) -> ModelSource:
     """Find and read the model `path` names (see the module docstring), without building it.
 
-    SodError (one line) when it is missing, of an unknown kind, unreadable, or when its base weights are
-    missing; nothing is written.
+    `zero_shot`: how an untrained SAM2 makes its map (a mode name or `ZeroShotOptions`); only for official
+    names and SAM2 weights files. SodError (one line) when it is missing, of an unknown kind, unreadable, when
+    its base weights are missing, or when `zero_shot` is given for a trained model; nothing is written.
     """
     text = os.fspath(path)
+    opts = as_zero_shot(zero_shot)
     if text.startswith(HUB_PREFIX):
+        _no_zero_shot(opts, text, "a sam2sod export on the Hugging Face hub (a trained model)")
         return _other("hub", text, base_checkpoint)
-    if _official(text):
-        return _official_source(text)
+    if _official(text) or (opts is not None and _weights_file(text)):
+        return _official_source(text, opts)
+    _no_zero_shot(opts, text, "a trained model (a run or an export)")
     p = Path(text)
     if is_export(p):
-        return _export_source(p)
+        return export_source(p)
     return _run_source(_run_file(p), base_checkpoint)
 
 
+def as_hub_ref(path: str | os.PathLike) -> str | os.PathLike:
+    """'user/repo[@rev]' that is not a local path -> 'hf://user/repo[@rev]'; anything else unchanged."""
+    text = os.fspath(path)
+    if isinstance(path, str) and not text.startswith(HUB_PREFIX) and _BARE_REPO.match(text) and not Path(text).exists():
+        return HUB_PREFIX + text
+    return path
+
+
+def _no_zero_shot(opts: ZeroShotOptions | None, text: str, what: str) -> None:
+    if opts is not None:
+        raise SodError(f"--zero-shot / --image-size / --amg apply to an official SAM2 name or weights file (zero-shot "
+                       f"SAM2); {text} is {what}, which predicts as it was trained: leave them out")
+
+
 def _other(kind: str, text: str, base_checkpoint: str | None) -> ModelSource:
+    if kind in FINDERS:
+        return FINDERS[kind](text, base_checkpoint)
     if kind not in OPENERS:
-        raise SodError(f"{text} is an hf:// repository; this install opens run folders, best.pt / last.pt, export "
-                       f"folders and official SAM2 names or files (download the repository and give its folder)")
+        raise SodError(f"{text} is an hf:// repository, opened once sam2sod.export.hub_open is imported (as "
+                       f"sam2sod.load_model, sam2sod.Predictor and the sam2sod command do)")
     return ModelSource(kind, Path(text), "", 0, False, True, base_checkpoint=base_checkpoint,
                        extra={"name": text})
 
 
-def _export_source(p: Path) -> ModelSource:
+def export_source(p: Path) -> ModelSource:
     config = read_export_config(p)
     folder = p.parent if p.is_file() else p
+    if config.get("weights_format") == "onnx" and (folder / "model.onnx").is_file():
+        return ModelSource("onnx", folder, str(config["method"]), int(config["image_size"]),
+                           bool(config.get("multimask", False)), bool(config.get("pretrained", False)),
+                           export_config=config)  # built by OPENERS["onnx"] (`--engine onnxruntime`)
     if config.get("weights_format") == "onnx" or not (folder / WEIGHTS_FILE).is_file():
         load_exported(folder)  # raises the reason (an ONNX export, a pickle, a missing file)
     training = (config.get("training") or {}).get("data") or {}
@@ -229,10 +279,13 @@ def _run_source(p: Path, base_checkpoint: str | None) -> ModelSource:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
-               base_checkpoint: str | None = None) -> LoadedModel:
-    """Open the model at `path` (run folder, best.pt / last.pt, export folder) on `device`.
+               base_checkpoint: str | None = None, zero_shot: ZeroShotOptions | str | None = None) -> LoadedModel:
+    """Open the model at `path` (run folder, best.pt / last.pt, export folder, official SAM2 name or file,
+    ``hf://user/repo[@revision]``) on `device`.
 
     `base_checkpoint`: the official SAM2 weights (a file or a name from `sam2sod weights list`) when a run's
-    base file is not where the run recorded it (ignored for exports, which hold every weight).
+    base file is not where the run recorded it (ignored for exports, which hold every weight). `zero_shot`:
+    prompt-free | centre-point | amg (or `ZeroShotOptions` with the image size and AMG settings) for an
+    untrained SAM2.
     """
-    return open_source(path, base_checkpoint).build(device)
+    return open_source(path, base_checkpoint, zero_shot).build(device)
