@@ -151,7 +151,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _predict_video(args: argparse.Namespace) -> int:
-    from sam2sod.infer.video import predict_video
+    from sam2sod.infer.video_predict import predict_video
 
     unused_with_video(args, {"--overlay": False, "--batch-size": None, "--strict": False, "--decode-workers": None,
                              "--point": [], "--box": None, "--threshold": None, "--refine": 0, "--tta": "none",

@@ -15,36 +15,33 @@ The memory modules are the run's trained ones when its checkpoint holds a `memor
 else the base SAM2's (`build_memory(model, train_memory="false")`, official weights or the run's seeded
 random init).
 
-`predict_video` is the `sam2sod predict --video` command: OUT/SEQ/FRAME.png at each frame's original size.
+`write_sequence` writes OUT/SEQ/FRAME.png at each frame's original size (`sam2sod predict --video` is
+`sam2sod.infer.video_predict.predict_video`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sam2sod.errors import SodError
 from sam2sod.infer.forward import probability, run_model, saliency_to_uint8
 
-__all__ = ["CHECKPOINT_MEMORY_KEY", "FLAG_NAMES", "VIDEO_FORMATS", "VideoFrame", "VideoReport", "VideoRunner",
-           "check_tracker_options", "frame_inputs", "predict_video", "write_sequence"]
+__all__ = ["CHECKPOINT_MEMORY_KEY", "FLAG_NAMES", "VideoFrame", "VideoRunner", "check_tracker_options",
+           "frame_inputs", "write_sequence"]
 
 #: The key of a run checkpoint that holds `sam2sod.models.memory.memory_state` (runs trained on clips).
 CHECKPOINT_MEMORY_KEY = "memory"
 #: `TrackerConfig` field -> the command-line flag that sets it (for messages).
 FLAG_NAMES = {"keyframe_every": "--keyframe-every", "redetect_score": "--redetect-score",
               "check_every": "--check-every", "check_iou": "--check-iou"}
-VIDEO_FORMATS = ("map", "overlay-video")
 
 
 class VideoFrame(NamedTuple):
@@ -187,7 +184,6 @@ class VideoRunner:
 def frame_inputs(video: Any) -> tuple[Iterator[tuple[str, np.ndarray]], int | None]:
     """(``(name, HxWx3 uint8)`` iterator, frame count when known without decoding) of a video-like input."""
     from sam2sod.data.video import Video, open_video
-    from sam2sod.infer.predictor import load_rgb
 
     if isinstance(video, str | os.PathLike):
         video = open_video(video)
@@ -195,8 +191,31 @@ def frame_inputs(video: Any) -> tuple[Iterator[tuple[str, np.ndarray]], int | No
         return video.iter_frames(), (len(video.frames) if video.frames is not None else None)
     if isinstance(video, np.ndarray) and video.ndim == 4:
         video = list(video)
-    n = len(video) if isinstance(video, Sequence) else None
-    return ((f"{i:05d}", load_rgb(im)) for i, im in enumerate(video)), n
+    try:
+        n: int | None = len(video)
+    except TypeError:  # a generator: the length is not known
+        n = None
+    return ((f"{i:05d}", _rgb(im, i)) for i, im in enumerate(video)), n
+
+
+def _rgb(image: Any, index: int) -> np.ndarray:
+    """An image path, a PIL image or an HxWx3 uint8 array (HxW gray, HxWx4 accepted) as HxWx3 uint8 RGB."""
+    from PIL import Image
+
+    from sam2sod.data.io import load_image
+
+    if isinstance(image, str | os.PathLike):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+        image = np.ascontiguousarray(image[..., :3])
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise SodError(f"video frame {index} must be an HxWx3 uint8 RGB array or an image path, got {shape}")
+    return image
 
 
 def write_sequence(runner: VideoRunner, video: Any, out: Path, bar: Any = None,
@@ -229,97 +248,3 @@ def write_sequence(runner: VideoRunner, video: Any, out: Path, bar: Any = None,
         if bar is not None:
             bar.update()
     return written
-
-
-@dataclass
-class VideoReport:
-    """What `predict_video` did: files written, sequences and frames, seconds, tracker steps by kind."""
-
-    written: list[Path] = field(default_factory=list)
-    sequences: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    kinds: dict[str, int] = field(default_factory=dict)
-    mode: str = ""
-
-
-def _check_formats(formats: Sequence[str] | None) -> tuple[str, ...]:
-    formats = tuple(dict.fromkeys(formats or ("map",)))
-    bad = [f for f in formats if f not in VIDEO_FORMATS]
-    if bad:
-        raise SodError(f"--format with --video must be one of {', '.join(VIDEO_FORMATS)}, got "
-                       f"{', '.join(map(repr, bad))}")
-    if "map" not in formats:
-        formats = ("map", *formats)
-    if "overlay-video" in formats:
-        from sam2sod.infer.video_overlay import check_overlay_video
-
-        check_overlay_video()
-    return formats
-
-
-def predict_video(checkpoint: str | Path, inputs: str | Path, out: str | Path, device: str = "auto",
-                  base_checkpoint: str | None = None, *, config: Any = None, overwrite: bool = False,
-                  formats: Sequence[str] | None = None, dtype: str = "fp32", progress: bool = True) -> VideoReport:
-    """`predict --video`: OUT/SEQ/FRAME.png for every frame of a frames folder, a video file or a folder of
-    sequences (`sam2sod.data.video_layouts.open_video_input`). Inputs, options and `out` are checked before
-    the model is built; `out` may not be inside the input (nor hold it). `config`: a `TrackerConfig`.
-    `formats`: map (always) and overlay-video (OUT/SEQ.mp4 of the overlay, PyAV)."""
-    from sam2sod.outputs import in_output_scope
-
-    return in_output_scope(_predict_video)(checkpoint, inputs, out, device, base_checkpoint, config=config,
-                                           overwrite=overwrite, formats=formats, dtype=dtype, progress=progress)
-
-
-def _predict_video(checkpoint: str | Path, inputs: str | Path, out: str | Path, device: str,
-                   base_checkpoint: str | None, *, config: Any, overwrite: bool, formats: Sequence[str] | None,
-                   dtype: str, progress: bool) -> VideoReport:
-    from sam2sod.data.video_layouts import open_video_input
-    from sam2sod.infer.predict import RANDOM_INIT_NOTE
-    from sam2sod.models.random_init import quiet_random_init
-    from sam2sod.models.video_tracker import TrackerConfig
-    from sam2sod.names import inside
-    from sam2sod.outputs import check_output_dir, prepare_output_dir
-    from sam2sod.runs.loader import open_source
-    from sam2sod.runs.runtime import inference_dtype, select_device
-
-    config = check_tracker_options(config or TrackerConfig())
-    formats = _check_formats(formats)
-    dev = select_device(device)
-    amp = inference_dtype(dev, dtype)
-    src = Path(inputs)
-    dataset = open_video_input(src)
-    protected = [src, *(v.source for v in dataset.sequences)]
-    check_output_dir(out, overwrite=overwrite, inputs=protected, command="predict")
-    source = open_source(checkpoint, base_checkpoint)
-    out = prepare_output_dir(out, overwrite=overwrite, inputs=protected, command="predict")
-    for video in dataset.sequences:
-        inside(out, video.name)
-    with quiet_random_init():
-        loaded = source.build(dev)
-    runner = VideoRunner.from_loaded(loaded, config, base_checkpoint, amp)
-    print(f"note: {runner.note}" if runner.note else f"video: {runner.describe()}", file=sys.stderr)
-    report = VideoReport(mode=runner.describe())
-    total = sum(v.num_frames or 0 for v in dataset.sequences) or None
-    start = time.perf_counter()
-    with tqdm(total=total, desc="predict video", unit="frame", file=sys.stderr, disable=not progress) as bar:
-        for video in dataset.sequences:
-            report.written += _write_one(runner, video, Path(out), bar, "overlay-video" in formats)
-            report.sequences += 1
-    report.seconds = time.perf_counter() - start
-    report.frames = sum(runner.kinds.values())
-    report.kinds = dict(runner.kinds)
-    if not source.pretrained:
-        print(f"warning: {RANDOM_INIT_NOTE}", file=sys.stderr)
-    return report
-
-
-def _write_one(runner: VideoRunner, video: Any, out: Path, bar: Any, overlay: bool) -> list[Path]:
-    if not overlay:
-        return write_sequence(runner, video, out, bar)
-    from sam2sod.infer.video_overlay import OverlayVideoWriter
-    from sam2sod.names import inside
-
-    with OverlayVideoWriter(inside(out, f"{video.name}.mp4")) as writer:
-        written = write_sequence(runner, video, out, bar, writer.add)
-    return [*written, writer.path]
