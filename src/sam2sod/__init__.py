@@ -8,10 +8,12 @@ __all__ = ["Predictor", "__version__", "load_model"]
 def __getattr__(name: str):
     """Lazy `sam2sod.Predictor` and `sam2sod.load_model` (importing the package stays cheap)."""
     if name == "Predictor":
+        from sam2sod.export import hub_open  # noqa: F401  (hf:// models)
         from sam2sod.infer.predictor import Predictor
 
         return Predictor
     if name == "load_model":
+        from sam2sod.export import hub_open  # noqa: F401  (hf:// models)
         from sam2sod.runs.loader import load_model
 
         return load_model

@@ -167,7 +167,7 @@ def detect_format(path: str | os.PathLike) -> str:
         raise SodError(f"{p} not found" if not p.exists() else f"{p} is not a file")
     head = _safetensors_header(p)
     if head is None:
-        from sam2sod.models.sam2_backbone import read_state_dict
+        from sam2sod.models.state_files import read_state_dict
 
         sd = read_state_dict(p)  # SodError when it is no state dict
         keys = list(sd)
@@ -195,7 +195,7 @@ def read_base_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise SodError(f"{p} is {FORMAT_NAMES[fmt]}, not base SAM2 weights: load the folder with "
                        f"load_exported / `model.init_from: {p.parent}`")
     if _safetensors_header(p) is None:
-        from sam2sod.models.sam2_backbone import read_state_dict
+        from sam2sod.models.state_files import read_state_dict
 
         return read_state_dict(p), fmt
     from safetensors.torch import load_file

@@ -72,7 +72,10 @@ def _steps(n: int) -> str:
 
 @command("train", "fine-tune a model (config + overrides) into a run directory")(_train_args)
 def _train(args: argparse.Namespace) -> int:
+    from sam2sod.cli.args import hub_models
     from sam2sod.runs.config import config_inputs, load_config
+
+    hub_models(args)  # model.init_from may be hf://user/repo[@revision]
     from sam2sod.train.stages import check_new_run_dir, run_training
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])

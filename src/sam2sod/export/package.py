@@ -125,6 +125,10 @@ def export_model(checkpoint_or_run: str | os.PathLike, out_dir: str | os.PathLik
 
         require_onnx()
     source = open_source(checkpoint_or_run, base_checkpoint)
+    if source.kind == "official":
+        raise SodError(f"{checkpoint_or_run} is an official SAM2 (zero-shot, untrained): export takes a trained model "
+                       "(a run folder, best.pt / last.pt or an export folder); the official weights are on the hub "
+                       "already")
     run_dir = source.path.parent if source.kind == "run" else source.path  # never written: no export inside it
     out = prepare_output_dir(out_dir, overwrite=overwrite, inputs=[source.path, run_dir], command="export")
     with quiet_random_init():

@@ -27,7 +27,8 @@ from torch import nn
 
 from sam2sod.data.transforms import SAM2_MEAN, SAM2_STD  # noqa: F401 - re-exported
 from sam2sod.errors import SodError
-from sam2sod.safe_load import WEIGHTS_CHECKS, load_weights_file
+from sam2sod.models.state_files import read_state_dict  # noqa: F401 - re-exported
+from sam2sod.safe_load import WEIGHTS_CHECKS
 
 logger = logging.getLogger(__name__)
 
@@ -154,27 +155,6 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a SAM2 checkpoint (`{"model": sd}`, `{"state_dict": sd}` or a bare state dict) on CPU."""
-    path = os.fspath(path)
-    obj = load_weights_file(path, "SAM2 checkpoint")
-    if isinstance(obj, dict) and str(obj.get("format", "")).startswith("sam2sod-"):
-        raise SodError(f"{path} is a sam2sod fine-tuned checkpoint, not a SAM2 base checkpoint: "
-                       "open it with sam2sod.load_model (a run folder, best.pt / last.pt), or start a run from "
-                       "it with model.init_from in the config")
-    sd = obj
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
-                sd = obj[key]
-                break
-    if not isinstance(sd, dict) or not sd or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
-    ):
-        raise SodError(f"{path} is not a SAM2 checkpoint: expected {{'model': state_dict}} or a state dict")
-    return sd
-
-
 def detect_variant(sd: dict[str, torch.Tensor]) -> tuple[str | None, str | None]:
     """Guess (version, size) of a SAM2 state dict; None where it cannot tell.
 
@@ -218,6 +198,9 @@ def state_dict_mismatch(
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Strictly load an official SAM2 checkpoint into a `SAM2Base` built by `build_sam2_model`.
 
+    Also reads SAM2 weights in transformers' `Sam2Model` safetensors layout (`sam2sod.hf_format`): every
+    still-image key must be there; the video memory modules, which such files lack, keep their initialisation.
+
     `path` is a file: official names such as 'sam2.1_hiera_tiny' are resolved to their cached file before the
     model is built (`sam2sod.weights.resolve_checkpoint`; run configs and --base-checkpoint do that). On any
     key/shape mismatch raise SodError naming the keys and the variant the file looks like.
@@ -234,8 +217,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         sha = None  # read_state_dict says what is wrong with the file
     for check in WEIGHTS_CHECKS if sha else ():  # e.g. the download record of `sam2sod.weights`, these bytes
         check(Path(path), sha)
-    sd = read_state_dict(path)
-    expected = model.state_dict()
+    from sam2sod.hf_format import image_path_keys, is_safetensors, read_base_state_dict
+
+    # a .pt is read once; a safetensors file may be in transformers' Sam2Model layout (converted to sam2's names)
+    sd, fmt = read_base_state_dict(path) if is_safetensors(path) else (read_state_dict(path), "sam2")
+    expected = model.state_dict() if fmt == "sam2" else image_path_keys(model.state_dict())
     problem = state_dict_mismatch(expected, sd)
     if problem:
         info = getattr(model, "sam2sod_base_info", {})
@@ -245,10 +231,13 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"The file looks like {describe_variant(*detect_variant(sd))}; "
             "build the model with the matching version and size."
         )
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=fmt == "sam2")  # transformers' files hold the still-image path only
     if hasattr(model, "sam2sod_base_info"):
         model.sam2sod_base_info.update(
             checkpoint=os.path.abspath(os.fspath(path)), sha256=sha or file_sha256(path), seed=None, pretrained=True
         )
-    logger.info("loaded SAM2 weights from %s", path)
+        if fmt != "sam2":
+            model.sam2sod_base_info["format"] = fmt
+    logger.info("loaded SAM2 weights from %s%s", path,
+                "" if fmt == "sam2" else " (transformers' layout; the video memory modules keep their random init)")
     return model

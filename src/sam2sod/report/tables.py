@@ -30,7 +30,8 @@ SHORT_NAMES = {"Smeasure": "S", "wFmeasure": "wF", "MAE": "MAE", "adpEm": "adpE"
 LATEX_NAMES = {"Smeasure": r"$S_\alpha$", "wFmeasure": r"$F_\beta^w$", "MAE": "MAE",
                "adpEm": r"$E_\phi^{adp}$", "meanEm": r"$E_\phi^{mean}$", "maxEm": r"$E_\phi^{max}$",
                "adpFm": r"$F_\beta^{adp}$", "meanFm": r"$F_\beta^{mean}$", "maxFm": r"$F_\beta^{max}$"}
-INFO_COLUMNS = {"params": "Params", "inference_ms": "Inference ms"}
+# method_info keys shown as columns; "training" is "zero-shot" / "fine-tuned" in benchmarks with a zero-shot SAM2
+INFO_COLUMNS = {"training": "Training", "params": "Params", "inference_ms": "Inference ms"}
 WIDE_COLUMNS = 8  # LaTeX tables with more columns span both columns of a paper and are scaled to fit
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}

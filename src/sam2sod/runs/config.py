@@ -342,7 +342,8 @@ def resolve_paths(cfg: TrainConfig, base: Path | None = None) -> TrainConfig:
                                val_root=_absolute(d.val_root, base))
     model = dataclasses.replace(
         m, checkpoint=_absolute(m.checkpoint, base) if _is_path(m.checkpoint) else m.checkpoint,
-        backbone_weights=_absolute(m.backbone_weights, base), init_from=_absolute(m.init_from, base))
+        backbone_weights=_absolute(m.backbone_weights, base),
+        init_from=m.init_from if str(m.init_from or "").startswith("hf://") else _absolute(m.init_from, base))
     return dataclasses.replace(cfg, data=data, model=model)
 
 

@@ -1,6 +1,7 @@
 """`model.init_from`: start a new run from another run's weights (a stage of a multi-stage recipe, or
 fine-tuning a finished model on new data): whatever `sam2sod.load_model` opens (a run folder, its best.pt /
-last.pt, or a `sam2sod export` folder; LoRA in an export is already folded into the base weights, so a new
+last.pt, a `sam2sod export` folder, or an export on the Hugging Face hub as ``hf://user/repo[@revision]``,
+downloaded into huggingface_hub's cache; LoRA in an export is already folded into the base weights, so a new
 LoRA run starts from the merged ones).
 
 Every tensor of the source model whose name and shape exist in the new model is copied; tensors only

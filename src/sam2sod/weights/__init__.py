@@ -248,8 +248,8 @@ def verify_file(path: str | os.PathLike, entry: WeightsEntry | None = None, *, c
 
     fmt = detect_format(p) if is_safetensors(p) else "sam2"  # a pickle is read once, below
     if fmt == "sam2sod-export":
-        raise SodError(f"{p} is {FORMAT_NAMES[fmt]}, not an official SAM2 checkpoint: load its folder with "
-                       f"load_exported or `model.init_from: {p.parent}`")
+        raise SodError(f"{p} is {FORMAT_NAMES[fmt]} (format sam2sod export), not an official SAM2 checkpoint: "
+                       f"open its folder with `--checkpoint {p.parent}` or `model.init_from: {p.parent}`")
     sd, fmt = read_base_state_dict(p) if fmt == "transformers" else (read_state_dict(p), fmt)
     version, size = detect_variant(sd)
     if fmt == "transformers" and version is not None:  # no memory keys: SAM2 and SAM2.1 look alike (same image path)
@@ -384,5 +384,5 @@ def verified_line(found: Verified) -> str:
         how += ", matches the published sha256"
     layout = ("transformers' Sam2Model layout, official image-path key set and tensor shapes"
               if found.format == "transformers" else "official key set and tensor shapes")
-    return (f"{found.path}: {found.variant} ({layout}), {found.nbytes:,} bytes, "
+    return (f"{found.path}: {found.variant} ({layout}), format {found.format}, {found.nbytes:,} bytes, "
             f"sha256 {found.sha256} ({how})")
