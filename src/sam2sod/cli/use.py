@@ -17,6 +17,8 @@ from sam2sod.cli.args import (
     device_arg,
     engine_args,
     exclude_overlap_arg,
+    hub_models,
+    hub_offline_arg,
     no_progress_arg,
     out_arg,
     overwrite_arg,
@@ -29,6 +31,8 @@ from sam2sod.cli.args import (
     unused_with_video,
     video_flags_without_video,
     workers_arg,
+    zero_shot_args,
+    zero_shot_of,
 )
 from sam2sod.wording import plural
 
@@ -55,6 +59,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     exclude_overlap_arg(p)
     tracker_args(p)
     skip_frames_arg(p)
+    zero_shot_args(p)
+    hub_offline_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
 
@@ -64,6 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from sam2sod.data.datasets import resolve_data_args
     from sam2sod.evaluation.evaluate import evaluate
 
+    zero_shot = _zero_shot_and_hub(args)
     if args.video:
         return _evaluate_video(args)
     video_flags_without_video(args)
@@ -71,9 +78,20 @@ def _evaluate(args: argparse.Namespace) -> int:
              args.device or "auto", args.batch_size, args.workers, args.base_checkpoint, recursive=args.recursive,
              overwrite=args.overwrite, split=args.split, refine=args.refine, tta=args.tta,
              exclude_overlap=args.exclude_overlap, progress=not args.no_progress, engine=args.engine,
-             dtype=args.dtype, resize=args.resize, tiles=args.tiles)
+             dtype=args.dtype, resize=args.resize, tiles=args.tiles, zero_shot=zero_shot)
     print(f"\nresults: {args.out}")
     return 0
+
+
+def _zero_shot_and_hub(args: argparse.Namespace) -> object:
+    """Checked --zero-shot / --image-size / --amg (before anything is written) and hf:// models enabled."""
+    from sam2sod.errors import SodError
+
+    zero_shot = zero_shot_of(args)
+    if zero_shot is not None and getattr(args, "video", False):
+        raise SodError("--zero-shot / --image-size / --amg do not apply with --video")
+    hub_models(args)
+    return zero_shot
 
 
 def _evaluate_video(args: argparse.Namespace) -> int:
@@ -118,6 +136,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                    help="mask / overlay threshold in [0, 1] (default: adaptive, min(2 * mean saliency, 1))")
     refine_args(p)
     tracker_args(p)
+    zero_shot_args(p)
+    hub_offline_arg(p)
     overwrite_arg(p)
     recursive_arg(p)
 
@@ -127,6 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     from sam2sod.infer.predict import predict_report
     from sam2sod.infer.predict_options import parse_box, parse_point
 
+    zero_shot = _zero_shot_and_hub(args)
     if args.video:
         return _predict_video(args)
     video_flags_without_video(args)
@@ -138,11 +159,12 @@ def _predict(args: argparse.Namespace) -> int:
                             points=[pt[:2] for pt in points] or None, labels=[pt[2] for pt in points] or None,
                             box=parse_box(args.box) if args.box else None, workers=args.decode_workers,
                             dtype=args.dtype, progress=not args.no_progress, engine=args.engine,
-                            resize=args.resize, tiles=args.tiles)
+                            resize=args.resize, tiles=args.tiles, zero_shot=zero_shot)
     formats = list(dict.fromkeys(args.formats or ["map"]))
     n = report.total - len(report.skipped)
     what = plural(n, "saliency map") if formats == ["map"] else f"{plural(n, 'image')} as {', '.join(formats)}"
-    print(f"wrote {what} to {args.out} ({plural(len(report.written), 'file')})")
+    by = f" with {report.model}" if report.model else ""
+    print(f"wrote {what}{by} to {args.out} ({plural(len(report.written), 'file')})")
     if report.skipped:
         print(f"error: skipped {len(report.skipped)} of {plural(report.total, 'image')} that could not be read (listed "
               "above); the others were written. Use --strict to stop at the first one.", file=sys.stderr)
@@ -171,12 +193,14 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     device_arg(p)
+    hub_offline_arg(p)
 
 
 @command("demo", "browser demo (Gradio): upload an image, click points or draw a box, download cut-outs")(_demo_args)
 def _demo(args: argparse.Namespace) -> int:
     from sam2sod.apps.demo import launch
 
+    hub_models(args)
     launch(args.checkpoint, port=args.port, host=args.host, device=args.device or "auto",
            base_checkpoint=args.base_checkpoint)
     return 0
@@ -239,6 +263,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     alias(p, "--format", "weights_format", choices=["safetensors", "onnx"])
     p.add_argument("--weights-format", default="safetensors", choices=["safetensors", "onnx"],
                    help="safetensors (PyTorch, default) or onnx (needs pip install 'sam2sod[export]')")
+    p.add_argument("--push-to-hub", metavar="USER/REPO", dest="push_to_hub",
+                   help="also upload the export folder to this Hugging Face model repo (created if missing), its "
+                        "model card headed by hub metadata; needs pip install 'sam2sod[hub]' and a write token")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    hub_offline_arg(p)
     overwrite_arg(p)
 
 
@@ -246,8 +275,30 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from sam2sod.export import export_model
 
+    hub_models(args)
+    if args.private and not args.push_to_hub:
+        from sam2sod.errors import SodError
+
+        raise SodError("--private applies to --push-to-hub USER/REPO")
+    if args.push_to_hub:  # the repo name and huggingface_hub are checked before the export is written
+        from sam2sod.hub import parse_hf, require_hub
+
+        require_hub()
+        repo, revision = parse_hf(args.push_to_hub)
+        if revision:
+            from sam2sod.errors import SodError
+
+            raise SodError(f"--push-to-hub takes a repo (user/repo), not a revision: {args.push_to_hub!r}")
     out = export_model(args.checkpoint, args.out, args.weights_format, overwrite=args.overwrite,
                        base_checkpoint=args.base_checkpoint)
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     print(f"exported {args.checkpoint} to {out}: {', '.join(files)}")
+    if args.push_to_hub:
+        import os
+
+        from sam2sod.hub import push_export
+
+        url = push_export(out, repo, private=args.private, token=os.environ.get("HF_TOKEN") or None,
+                          endpoint=os.environ.get("HF_ENDPOINT") or None)
+        print(f"uploaded {out} to the Hugging Face repo {repo}{' (private)' if args.private else ''}: {url}")
     return 0

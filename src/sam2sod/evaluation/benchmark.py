@@ -154,6 +154,8 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
 
     folder = inside(out, "pred", method, ds.name)
     key = {"checkpoint": str(source.path), "step": source.step, "images": sorted(p.name for p in ds.pairs)}
+    if source.kind == "official":  # the same weights file predicts differently per zero-shot mode / size
+        key["zero_shot"] = {"model": source.method, "image_size": source.image_size, "amg": source.extra.get("amg")}
     done = folder / "done.json"
     if done.is_file():
         old = json.loads(done.read_text(encoding="utf-8"))
@@ -240,12 +242,14 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
               workers: int | None = None, device: str = "auto", batch_size: int = 8,
               overwrite: bool = False, base_checkpoint: str | None = None, recursive: bool = False,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, zero_shot: Any = None) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}.
 
     `models` maps names to anything `sam2sod.load_model` opens (run folder, best.pt / last.pt, export folder);
     `base_checkpoint`: the official SAM2 weights of runs whose recorded base file moved. `recursive`: include
-    images in sub-folders of each dataset.
+    images in sub-folders of each dataset. A model that is an official SAM2 name or file is zero-shot SAM2
+    (prompt-free unless `zero_shot`, a mode name or `ZeroShotOptions`, says otherwise; it applies to those models
+    only), labelled "zero-shot" in the tables' Training column and the caption.
     """
     from sam2sod.metrics.extra import parse_metric_names
     from sam2sod.outputs import prepare_output_dir
@@ -265,7 +269,7 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     if split not in ("all", "train", "val", "test"):
         raise SodError(f"--split must be all, train, val or test; got {split!r}")
     core, extra_names = parse_metric_names(metrics) if metrics else ([], [])
-    infos = {m: open_source(run, base_checkpoint) for m, run in models.items()}
+    infos = _open_models(models, base_checkpoint, zero_shot)
     out = prepare_output_dir(out, overwrite=overwrite, command="benchmark",
                              inputs=[Path(r) for _, r in datasets] + [Path(p) for p in preds.values()])
     drop = _overlaps(infos, datasets, exclude_overlap, overlap_threshold)
@@ -288,7 +292,11 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     stats = benchmark_statistics(scores, wanted, n_resamples=n_resamples, seed=seed)
     rows = build_rows(metric_values, stats, wanted)
     devices = sorted({str(i["device"]) for i in method_info.values() if i.get("device")})
-    caption = _caption(sets, split, drop, notes, ", ".join(devices) or None)
+    zero = {m: i.method for m, i in infos.items() if i.kind == "official"}
+    if zero:
+        for m in method_info:
+            method_info[m]["training"] = "zero-shot" if m in zero else "fine-tuned"
+    caption = _caption(sets, split, drop, notes, ", ".join(devices) or None, zero)
     files = write_tables(out, rows, stats, method_info=method_info, caption=caption)
     shown, grid_captions = {}, {}
     for ds in sets:
@@ -342,8 +350,22 @@ def _check_names(models: dict[str, Path], preds: dict[str, Path], datasets: Sequ
             check_stem(p.name, "image name", f"in {root}")
 
 
+def _open_models(models: dict[str, str | Path], base_checkpoint: str | None, zero_shot: Any) -> dict[str, ModelSource]:
+    """`open_source` of every model; `zero_shot` applies to the official SAM2 ones (SodError when there is none)."""
+    infos = {m: open_source(run, base_checkpoint) for m, run in models.items()}
+    if zero_shot is None:
+        return infos
+    official = [m for m, i in infos.items() if i.kind == "official"]
+    if not official:
+        raise SodError("--zero-shot / --image-size / --amg apply to an official SAM2 --model (e.g. "
+                       "sam2=sam2.1_hiera_tiny); every --model here is a trained model")
+    for m in official:
+        infos[m] = open_source(models[m], base_checkpoint, zero_shot)
+    return infos
+
+
 def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: dict[str, str],
-             timing: str | None = None) -> str:
+             timing: str | None = None, zero_shot: dict[str, str] | None = None) -> str:
     parts = [", ".join(f"{d.name} ({len(d.pairs)} images)" for d in sets)]
     if split != "all":
         parts.append(f"{split} split by file name, as the runs split their data; best.pt was chosen on the val split")
@@ -352,6 +374,8 @@ def _caption(sets: list[Dataset], split: str, drop: dict[str, set[str]], notes: 
                      + ", ".join(f"{k} {len(v)}" for k, v in drop.items()))
     if notes:
         parts.append(f"{RANDOM_INIT} ({', '.join(notes)}): not comparable to published numbers")
+    if zero_shot:
+        parts.append("zero-shot, no fine-tuning: " + ", ".join(f"{m} = {label}" for m, label in zero_shot.items()))
     if timing:
         parts.append(f"Inference ms: median ± half the interquartile range of {TIMED_RUNS} batch-1 forward passes "
                      f"after {WARMUP_RUNS} warm-up passes, on {timing}")

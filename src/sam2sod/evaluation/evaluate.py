@@ -66,7 +66,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
              prompt: str = "none", device: str = "auto", batch_size: int = 8, workers: int | None = None,
              base_checkpoint: str | None = None, *, recursive: bool = False,
              overwrite: bool = False, split: str = "all", refine: int = 0,
-             tta: str | None = None, exclude_overlap: bool = False, progress: bool = True) -> dict[str, dict]:
+             tta: str | None = None, exclude_overlap: bool = False, progress: bool = True,
+             zero_shot: object = None) -> dict[str, dict]:
     """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs.
 
     Every input is checked (image headers, every mask decoded) and `out` is prepared with
@@ -77,6 +78,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     `sam2sod.data.datasets.resolve_data_args`, so two folders called ``test`` can be told apart.
     `refine` K / `tta` "flip": self-prompted refinement and flip TTA (`sam2sod.infer.refine`; no ground truth).
     `checkpoint`: anything `sam2sod.load_model` opens (checked before anything is written). `progress`: bars.
+    `zero_shot`: a mode name or `sam2sod.runs.zero_shot_options.ZeroShotOptions` for an official SAM2 name or
+    file (the method is then called "zero-shot SAM2 (<mode>)" in every output).
     """
     if prompt not in PROMPTS:
         raise SodError(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
@@ -87,7 +90,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     named = _named_datasets(datasets)
     names = [n for n, _ in named]
     datasets = [d for _, d in named]
-    source = open_source(checkpoint, base_checkpoint) if split != "all" else None  # its split rule is needed
+    source = open_source(checkpoint, base_checkpoint, zero_shot) if split != "all" else None  # its split rule
     plans, inputs = [], []
     for data_dir in datasets:
         image_dir, mask_dir = find_layout(data_dir)
@@ -104,7 +107,7 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         plans.append((pairs, mask_dir))
         inputs += [Path(data_dir), image_dir, mask_dir]
     check_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
-    source = source or open_source(checkpoint, base_checkpoint)  # a bad model path fails before --out exists
+    source = source or open_source(checkpoint, base_checkpoint, zero_shot)  # a bad model fails before --out exists
     out = prepare_output_dir(out, overwrite=overwrite, inputs=inputs, command="evaluate")
     if split == "all":
         for data_dir in datasets:
@@ -142,8 +145,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     if notes:
         atomic_write_text(inside(out, "WARNING.txt"), "\n".join(notes) + "\n")
     atomic_write_text(inside(out, "summary.json"), json.dumps(
-        {"checkpoint": str(source.path), "prompt": prompt, "split": split, "refine": refine, "tta": tta or "none",
-         "notes": notes, "datasets": summary, **({"refine_skipped": refine_skipped} if refine else {})},
+        {"checkpoint": str(source.path), "model": source.method, "prompt": prompt, "split": split, "refine": refine,
+         "tta": tta or "none", "notes": notes, "datasets": summary, **({"refine_skipped": refine_skipped} if refine else {})},
         indent=2) + "\n")
     return summary
 

@@ -54,6 +54,7 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     total: int = 0
+    model: str = ""  # "zero-shot SAM2 (<mode>)" for an untrained SAM2, else ""
 
 
 def _collect_images(src: Path, recursive: bool) -> dict[str, Path]:
@@ -74,7 +75,7 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
                    formats: Sequence[str] | None = None, threshold: float | None = None, refine: int = 0,
                    tta: str | None = None, points: object = None, labels: object = None,
                    box: object = None, workers: int | None = None, dtype: str = "fp32",
-                   progress: bool = True) -> PredictReport:
+                   progress: bool = True, zero_shot: object = None) -> PredictReport:
     """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
     with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built.
 
@@ -83,7 +84,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     `tta` as for `evaluate`. `report.written` lists every file written. `workers` decode the next images
     while the model runs (None: `default_workers`); PNGs are encoded here and written by a thread; `dtype`
     fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`). `checkpoint`:
-    anything `sam2sod.load_model` opens; `progress`: the progress bar.
+    anything `sam2sod.load_model` opens; `progress`: the progress bar; `zero_shot`: a mode name or
+    `sam2sod.runs.zero_shot_options.ZeroShotOptions` for an official SAM2 name or file.
     """
     dev = select_device(device)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
@@ -115,7 +117,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     extra = ["overlay/{name}.jpg"] if with_overlay else []
     check_output_names(list(images), opts.formats, extra)
     check_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
-    source = open_source(checkpoint, base_checkpoint)  # a bad model path fails here, before --out exists
+    source = open_source(checkpoint, base_checkpoint, zero_shot)  # a bad model path fails here, before --out exists
+    report.model = source.method if source.kind == "official" else ""
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside
     model = source.build(dev).model if items else None

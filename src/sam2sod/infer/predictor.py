@@ -158,12 +158,15 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", dtype: torch.dtype | str | None = None,
-                        base_checkpoint: str | None = None) -> Predictor:
-        """From anything `sam2sod.load_model` opens: a run directory, a run checkpoint (best.pt / last.pt) or an
-        exported model folder. `device`: auto | cpu | cuda[:N] | mps; `dtype`: autocast dtype."""
-        from sam2sod.runs.loader import load_model
+                        base_checkpoint: str | None = None, zero_shot: Any = None) -> Predictor:
+        """From anything `sam2sod.load_model` opens: a run directory, a run checkpoint (best.pt / last.pt), an
+        exported model folder, an official SAM2 name or file (zero-shot SAM2), or a Hugging Face repo
+        ("user/repo[@revision]" that is not a local path, or "hf://user/repo[@revision]"). `device`: auto | cpu |
+        cuda[:N] | mps; `dtype`: autocast dtype; `zero_shot`: prompt-free | centre-point | amg (or
+        `sam2sod.runs.zero_shot_options.ZeroShotOptions`) for an official SAM2."""
+        from sam2sod.runs.loader import as_hub_ref, load_model
 
-        return cls.from_loaded(load_model(path, device, base_checkpoint), dtype)
+        return cls.from_loaded(load_model(as_hub_ref(path), device, base_checkpoint, zero_shot), dtype)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, dtype: torch.dtype | str | None = None) -> Predictor:
