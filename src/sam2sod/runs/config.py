@@ -138,6 +138,9 @@ class OptimConfig:
     max_bad_steps: int = 5  # consecutive non-finite losses before training stops
     time_budget_min: float | None = None  # stop after this much training time; LR follows the budget used
     checkpoint_every_steps: int = 500  # also write last.pt every N optimizer steps (0 = only at epoch ends)
+    grad_checkpoint: bool = False  # recompute Hiera block activations in backward (less memory, longer step)
+    ema: float = 0.0  # EMA decay of the trainable weights, used for validation and saved (0 = off)
+    layer_decay: float = 1.0  # layer-wise LR decay over the Hiera blocks (1.0 = off)
 
 
 @dataclass

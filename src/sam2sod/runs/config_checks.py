@@ -289,6 +289,8 @@ def _check_optim(cfg: TrainConfig) -> None:
     _check("optim.max_steps", o.max_steps, int_at_least(1, nullable=True))
     _check("optim.time_budget_min", o.time_budget_min, or_null(positive()))
     _check("optim.checkpoint_every_steps", o.checkpoint_every_steps, int_at_least(0))
+    _check("optim.ema", o.ema, ((lambda v: _is_num(v) and (v == 0 or 0 < v < 1)), "0 (off) or a number in (0, 1)"))
+    _check("optim.layer_decay", o.layer_decay, unit(lo_open=True))
 
 
 def check_values(cfg: TrainConfig) -> None:

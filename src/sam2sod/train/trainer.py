@@ -40,7 +40,6 @@ from sam2sod.runs.runtime import (
     autocast_dtype,
     init_distributed,
     out_of_memory_hint,
-    param_groups,
     rng_state,
     seed_everything,
     select_device,
@@ -55,6 +54,7 @@ from sam2sod.train.batch import (  # noqa: F401  (compute_loss and simulate_batc
     rescale_batch,
     simulate_batch_prompts,
 )
+from sam2sod.train.recipes import apply_grad_checkpoint, ema_state, make_ema, make_optimizer, resume_weights, validating
 from sam2sod.train.video import clip_task
 
 log = logging.getLogger("sam2sod.train")
@@ -166,7 +166,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     is recorded in `run_dir/config_changes.txt`); a run with nothing left to train returns at once with
     `summary["complete"]` saying why.
     """
-    from sam2sod.models import load_tuned_state, state_for_checkpoint
+    from sam2sod.models import load_tuned_state
 
     run_dir = Path(run_dir)
     ckpt, changes = None, []
@@ -212,21 +212,23 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         if m.init_from and ckpt is None:
             load_init_weights(model, m.init_from)
     pretrained = bool(model.model_is_pretrained)
+    apply_grad_checkpoint(model, o)
     trained = model if clips is None else torch.nn.ModuleList([model, clips.build_memory(model, ckpt)])
-    optimizer = torch.optim.AdamW(param_groups(trained, o.weight_decay), lr=o.lr)
+    optimizer = make_optimizer(model, trained, o)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, o.warmup_steps, o.min_lr_ratio))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, best, bad_in_row, skipped, time0 = 0, {"S": -1.0, "MAE": 1.0, "epoch": -1}, 0, 0, 0.0
     resumed_loss = (0.0, 0)  # (sum, count) of the train losses of the resumed epoch's steps before the resume
     if ckpt is not None:
-        load_tuned_state(model, ckpt["model"])
+        load_tuned_state(model, resume_weights(ckpt))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best, skipped, time0 = ckpt["step"], ckpt["best"], ckpt["skipped_steps"], ckpt["train_time_s"]
         resumed_loss = (ckpt.get("loss_sum", 0.0), ckpt.get("loss_n", 0))
         set_rng_state(ckpt["rng"])
+    ema = make_ema(model, o, ckpt)
     ddp_model = model
     if distinfo.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -250,7 +252,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         log.info("%s: %s", m.method, "trains with simulated prompts" if prompts_enabled(cfg) else "trains prompt-free")
 
     def state(epoch: int, step_in_epoch: int) -> dict[str, Any]:
-        return {"model": state_for_checkpoint(model), "optimizer": optimizer.state_dict(),
+        return {**ema_state(model, ema), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": to_dict(cfg),
                 "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
                 "skipped_steps": skipped, "rng": rng_state(), "pretrained": pretrained, "train_time_s": elapsed(),
@@ -320,6 +322,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                     scaler.step(optimizer)
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
+                    if ema is not None:
+                        ema.update(model)
                 scheduler.step()
                 if o.time_budget_min is not None:  # the schedule follows the fraction of the time budget used
                     frac = warmup_cosine(int(1000 * elapsed() / (60 * o.time_budget_min)), 1000,
@@ -347,8 +351,9 @@ def train(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = False,
             epoch_done = step % steps_per_epoch == 0
             # ---- validation + checkpoints (rank 0), then everyone waits
             if distinfo.is_main:
-                val = ({"S": 0.0, "MAE": 1.0} if not val_pairs else clips.validate(model, device, amp_dtype)
-                       if clips is not None else validate_model(model, val_pairs, cfg, device, amp_dtype))
+                with validating(model, ema):
+                    val = ({"S": 0.0, "MAE": 1.0} if not val_pairs else clips.validate(model, device, amp_dtype)
+                           if clips is not None else validate_model(model, val_pairs, cfg, device, amp_dtype))
                 row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(1, loss_n), 6),
                        "val_S": round(val["S"], 6), "val_MAE": round(val["MAE"], 6),
                        "lr": optimizer.param_groups[0]["lr"], "skipped_steps": skipped,
