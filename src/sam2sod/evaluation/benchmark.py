@@ -141,12 +141,14 @@ def time_forward(model: Any, image: Path, size: int, device: Any, multimask: boo
 
 
 def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, device: str,
-                    batch_size: int, timed: bool = True, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+                    batch_size: int, timed: bool = True, progress: bool = True, engine: str = "torch",
+                    ) -> tuple[Path, dict[str, Any]]:
     """OUT/pred/METHOD/DATASET with one PNG per image; reused when its done.json matches the checkpoint and images.
 
     Returns (folder, done.json record with `params`, the model's total parameter count, and with `timed`
     the `time_forward` keys `infer_ms`, `infer_ms_spread`).
     """
+    from sam2sod.infer.engines import load_engine, use_engine
     from sam2sod.infer.inference import predict_items
     from sam2sod.models import count_params
     from sam2sod.models.random_init import quiet_random_init
@@ -156,6 +158,8 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
     key = {"checkpoint": str(source.path), "step": source.step, "images": sorted(p.name for p in ds.pairs)}
     if source.kind == "official":  # the same weights file predicts differently per zero-shot mode / size
         key["zero_shot"] = {"model": source.method, "image_size": source.image_size, "amg": source.extra.get("amg")}
+    if engine != "torch":
+        key["engine"] = engine
     done = folder / "done.json"
     if done.is_file():
         old = json.loads(done.read_text(encoding="utf-8"))
@@ -163,15 +167,18 @@ def _predict_cached(method: str, source: ModelSource, ds: Dataset, out: Path, de
             print(f"[benchmark] {method} on {ds.name}: cached predictions reused")
             return folder, old
     dev = select_device(device)
+    load_engine(engine)
     with quiet_random_init():
         model = source.build(dev).model
+    params = count_params(model)["total"][0]
+    model = use_engine(model, engine, source.multimask)
     items = [(p.name, p.image, None) for p in ds.pairs]
     with tqdm(total=len(items), desc=f"predict {method} / {ds.name}", unit="img", disable=not progress) as bar:
         for name, pred in predict_items(model, items, source.image_size, dev, batch_size,
                                         multimask=source.multimask):
             atomic_save_image(Image.fromarray(pred), inside(folder, f"{name}.png"))
             bar.update()
-    record = {**key, "params": count_params(model)["total"][0]}
+    record = {**key, "params": params}
     if timed:
         record.update(time_forward(model, ds.pairs[0].image, source.image_size, dev, source.multimask),
                       device=str(dev))
@@ -242,14 +249,15 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
               exclude_overlap: bool = False, overlap_threshold: int = 10, n_resamples: int = 1000, seed: int = 0,
               workers: int | None = None, device: str = "auto", batch_size: int = 8,
               overwrite: bool = False, base_checkpoint: str | None = None, recursive: bool = False,
-              progress: bool = True, zero_shot: Any = None) -> dict[str, Any]:
+              progress: bool = True, zero_shot: Any = None, engine: str = "torch") -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns {"rows", "stats", "files"}.
 
     `models` maps names to anything `sam2sod.load_model` opens (run folder, best.pt / last.pt, export folder);
     `base_checkpoint`: the official SAM2 weights of runs whose recorded base file moved. `recursive`: include
     images in sub-folders of each dataset. A model that is an official SAM2 name or file is zero-shot SAM2
     (prompt-free unless `zero_shot`, a mode name or `ZeroShotOptions`, says otherwise; it applies to those models
-    only), labelled "zero-shot" in the tables' Training column and the caption.
+    only), labelled "zero-shot" in the tables' Training column and the caption. `engine`: torch | onnxruntime
+    for every model (`sam2sod.infer.engines`; cached predictions are kept per engine).
     """
     from sam2sod.metrics.extra import parse_metric_names
     from sam2sod.outputs import prepare_output_dir
@@ -268,6 +276,10 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
         raise SodError("benchmark needs at least one --data")
     if split not in ("all", "train", "val", "test"):
         raise SodError(f"--split must be all, train, val or test; got {split!r}")
+    from sam2sod.infer.engines import check_engine
+    from sam2sod.runs.runtime import select_device
+
+    check_engine(engine, select_device(device) if models else None)
     core, extra_names = parse_metric_names(metrics) if metrics else ([], [])
     infos = _open_models(models, base_checkpoint, zero_shot)
     out = prepare_output_dir(out, overwrite=overwrite, command="benchmark",
@@ -281,7 +293,8 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
         records: list[dict[str, Any]] = []
         for ds in sets:
             timed = not any("infer_ms_spread" in r for r in records)  # once per model
-            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size, timed, progress)
+            pred_dirs[m][ds.name], record = _predict_cached(m, info, ds, out, device, batch_size, timed, progress,
+                                                            engine)
             records.append(record)
         method_info[m] = _method_info(records)
     for m, root in preds.items():

@@ -19,14 +19,15 @@ from sam2sod.data.discovery import warn_nested
 from sam2sod.data.io import load_mask
 from sam2sod.errors import SodError
 from sam2sod.evaluation.score import format_table, score
+from sam2sod.infer.engines import check_engine, load_engine, use_engine
 from sam2sod.infer.formats import encode_image
-from sam2sod.infer.inference import ORACLE_LABEL, predict_items
+from sam2sod.infer.inference import ORACLE_LABEL, check_resize, parse_tiles, predict_items
 from sam2sod.infer.predict import RANDOM_INIT_NOTE, check_counts
 from sam2sod.infer.refine import count_refine_skips
 from sam2sod.names import check_name, check_relative, check_stem, inside
 from sam2sod.outputs import check_output_dir, in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import ModelSource, open_source
-from sam2sod.runs.runtime import select_device
+from sam2sod.runs.runtime import inference_dtype, select_device
 from sam2sod.runs.splits import SPLITS, link_subset, split_pairs
 
 PROMPTS = ("none", "oracle-box", "oracle-points", "oracle-mask")
@@ -67,7 +68,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
              base_checkpoint: str | None = None, *, recursive: bool = False,
              overwrite: bool = False, split: str = "all", refine: int = 0,
              tta: str | None = None, exclude_overlap: bool = False, progress: bool = True,
-             zero_shot: object = None) -> dict[str, dict]:
+             zero_shot: object = None, engine: str = "torch", dtype: str = "fp32", resize: str = "squash",
+             tiles: int | str | None = None) -> dict[str, dict]:
     """Predict every dataset with the checkpoint, write `OUT/NAME/pred/*.png` and the score outputs.
 
     Every input is checked (image headers, every mask decoded) and `out` is prepared with
@@ -79,13 +81,18 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     `refine` K / `tta` "flip": self-prompted refinement and flip TTA (`sam2sod.infer.refine`; no ground truth).
     `checkpoint`: anything `sam2sod.load_model` opens (checked before anything is written). `progress`: bars.
     `zero_shot`: a mode name or `sam2sod.runs.zero_shot_options.ZeroShotOptions` for an official SAM2 name or
-    file (the method is then called "zero-shot SAM2 (<mode>)" in every output).
+    file (the method is then called "zero-shot SAM2 (<mode>)" in every output). `engine` / `dtype` /
+    `resize` / `tiles`: as for `sam2sod.infer.predict.predict_report`.
     """
     if prompt not in PROMPTS:
         raise SodError(f"--prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     if split not in ("all", *SPLITS):
         raise SodError(f"--split must be all, {', '.join(SPLITS)}; got {split!r}")
     check_counts(batch_size, workers)
+    check_engine(engine, select_device(device), dtype, refine)
+    tiles = parse_tiles(tiles)
+    check_resize(resize, tiles, None if prompt == "none" else prompt)
+    amp = inference_dtype(select_device(device), dtype)
     tta = _check_variant(refine, tta, prompt)
     named = _named_datasets(datasets)
     names = [n for n, _ in named]
@@ -115,7 +122,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
     plans = [(_check_overlap(pairs, source, d, exclude_overlap), m)
              for (pairs, m), d in zip(plans, datasets, strict=True)]
     dev = select_device(device)
-    model = source.build(dev).model
+    load_engine(engine)
+    model = use_engine(source.build(dev).model, engine, source.multimask)
     notes = _notes(source, prompt)
     oracle = None if prompt == "none" else prompt.split("-", 1)[1]
     summary, refine_skipped = {}, {}
@@ -130,7 +138,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         with tqdm(total=len(items), desc=f"predict {name}", unit="img", file=sys.stderr, disable=not progress) as bar, \
                 count_refine_skips() as skipped:
             for img_name, pred in predict_items(model, items, source.image_size, dev, batch_size, oracle=oracle,
-                                                workers=None, multimask=source.multimask, refine=refine, tta=tta):
+                                                workers=None, multimask=source.multimask, refine=refine, tta=tta,
+                                                autocast_dtype=amp, resize=resize, tiles=tiles):
                 atomic_write_bytes(inside(pred_dir, f"{img_name}.png"), encode_image(pred))
                 bar.update()
         set_notes = [*notes, *_refine_note(refine, skipped[0], len(items), name)]
@@ -146,7 +155,8 @@ def evaluate(checkpoint: str | Path, datasets: Sequence[str | Path | tuple[str, 
         atomic_write_text(inside(out, "WARNING.txt"), "\n".join(notes) + "\n")
     atomic_write_text(inside(out, "summary.json"), json.dumps(
         {"checkpoint": str(source.path), "model": source.method, "prompt": prompt, "split": split, "refine": refine,
-         "tta": tta or "none", "notes": notes, "datasets": summary, **({"refine_skipped": refine_skipped} if refine else {})},
+         "tta": tta or "none", "notes": notes, "datasets": summary,
+         **({"refine_skipped": refine_skipped} if refine else {})},
         indent=2) + "\n")
     return summary
 

@@ -20,8 +20,9 @@ from sam2sod.data import list_images
 from sam2sod.data.discovery import warn_nested
 from sam2sod.data.io import image_size
 from sam2sod.errors import SodError
+from sam2sod.infer.engines import check_engine, load_engine, use_engine
 from sam2sod.infer.formats import check_output_names, write_files
-from sam2sod.infer.inference import predict_items
+from sam2sod.infer.inference import check_resize, parse_tiles, predict_items
 from sam2sod.infer.predict_options import encode_outputs, predict_options, prompted_maps
 from sam2sod.outputs import check_output_dir, in_output_scope, prepare_output_dir
 from sam2sod.runs.loader import open_source
@@ -75,7 +76,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
                    formats: Sequence[str] | None = None, threshold: float | None = None, refine: int = 0,
                    tta: str | None = None, points: object = None, labels: object = None,
                    box: object = None, workers: int | None = None, dtype: str = "fp32",
-                   progress: bool = True, zero_shot: object = None) -> PredictReport:
+                   progress: bool = True, engine: str = "torch", resize: str = "squash",
+                   tiles: int | str | None = None, zero_shot: object = None) -> PredictReport:
     """`predict`, returning a `PredictReport`. An unreadable image is reported on one line and skipped;
     with `strict` the first one raises `SodError`. Inputs and `out` are checked before the model is built.
 
@@ -83,11 +85,16 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     `points` (N,2) + `labels` (N,) / `box` (4,) in original pixels prompt a single image file; `refine` /
     `tta` as for `evaluate`. `report.written` lists every file written. `workers` decode the next images
     while the model runs (None: `default_workers`); PNGs are encoded here and written by a thread; `dtype`
-    fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`). `checkpoint`:
-    anything `sam2sod.load_model` opens; `progress`: the progress bar; `zero_shot`: a mode name or
+    fp32 | bf16 | fp16 runs the model under autocast (`sam2sod.runs.runtime.inference_dtype`); `engine`
+    torch | onnxruntime (`sam2sod.infer.engines`); `resize` squash | pad and `tiles` None | "auto" |
+    N (`sam2sod.infer.inference`). `checkpoint`: anything
+    `sam2sod.load_model` opens; `progress`: the progress bar; `zero_shot`: a mode name or
     `sam2sod.runs.zero_shot_options.ZeroShotOptions` for an official SAM2 name or file.
     """
     dev = select_device(device)
+    check_engine(engine, dev, dtype, refine)
+    tiles = parse_tiles(tiles)
+    check_resize(resize, tiles)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     check_counts(batch_size)
     if workers is not None and workers < 0:
@@ -95,6 +102,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     src = Path(inputs)
     images = _collect_images(src, recursive)
     opts = predict_options(src, formats, threshold, refine, tta, points, labels, box)
+    if opts.prompted and (resize != "squash" or tiles is not None):
+        raise SodError("--point / --box work with --resize squash and no --tiles")
     report = PredictReport(total=len(images))
 
     def bad(path: Path, err: SodError) -> None:
@@ -119,9 +128,10 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
     check_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     source = open_source(checkpoint, base_checkpoint, zero_shot)  # a bad model path fails here, before --out exists
     report.model = source.method if source.kind == "official" else ""
+    load_engine(engine)
     out = prepare_output_dir(out, overwrite=overwrite, inputs=[src], command="predict")
     check_output_names(list(images), opts.formats, extra, out)  # no symbolic link inside out leads outside
-    model = source.build(dev).model if items else None
+    model = use_engine(source.build(dev).model, engine, source.multimask) if items else None
     with torch.no_grad(), tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr,
                                disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2sod-write") as writer:
@@ -130,7 +140,8 @@ def predict_report(checkpoint: str | Path, inputs: str | Path, out: str | Path, 
         else:
             maps = predict_items(model, items, source.image_size, dev, batch_size, workers=workers,
                                  multimask=source.multimask, autocast_dtype=amp, refine=opts.refine, tta=opts.tta,
-                                 on_unreadable=lambda item, err: (bad(item[1], err), bar.update()))
+                                 on_unreadable=lambda item, err: (bad(item[1], err), bar.update()),
+                                 resize=resize, tiles=tiles)
         pending: deque = deque()  # encoded here; the writes (and their fsync waits) overlap the next batch
         for name, pred in maps:
             files = encode_outputs(out, name, pred, images[name], opts, with_overlay)

@@ -143,7 +143,9 @@ class Predictor:
     """A trained model with a cached image embedding; see the module docstring for coordinates."""
 
     def __init__(self, model: torch.nn.Module, image_size: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype | str | None = None, multimask: bool = False, pretrained: bool | None = None):
+                 dtype: torch.dtype | str | None = None, multimask: bool = False, pretrained: bool | None = None,
+                 resize: str = "squash", tiles: int | str | None = None):
+        self.set_resize(resize, tiles)
         self.model = model.eval()
         self.image_size = int(image_size)
         self.device = torch.device(device)
@@ -158,15 +160,25 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", dtype: torch.dtype | str | None = None,
-                        base_checkpoint: str | None = None, zero_shot: Any = None) -> Predictor:
+                        base_checkpoint: str | None = None, zero_shot: Any = None, engine: str = "torch",
+                        resize: str = "squash", tiles: int | str | None = None) -> Predictor:
         """From anything `sam2sod.load_model` opens: a run directory, a run checkpoint (best.pt / last.pt), an
         exported model folder, an official SAM2 name or file (zero-shot SAM2), or a Hugging Face repo
         ("user/repo[@revision]" that is not a local path, or "hf://user/repo[@revision]"). `device`: auto | cpu |
         cuda[:N] | mps; `dtype`: autocast dtype; `zero_shot`: prompt-free | centre-point | amg (or
-        `sam2sod.runs.zero_shot_options.ZeroShotOptions`) for an official SAM2."""
+        `sam2sod.runs.zero_shot_options.ZeroShotOptions`) for an official SAM2. `engine`: torch | onnxruntime
+        (`sam2sod.infer.engines`); `resize` squash | pad and `tiles` None | "auto" | N apply to `predict_batch`."""
+        from sam2sod.infer.engines import check_engine, load_engine, use_engine
         from sam2sod.runs.loader import as_hub_ref, load_model
+        from sam2sod.runs.runtime import select_device
 
-        return cls.from_loaded(load_model(as_hub_ref(path), device, base_checkpoint, zero_shot), dtype)
+        check_engine(engine, select_device(device), None if _DTYPES.get(dtype, dtype) is None else str(dtype))
+        load_engine(engine)
+        loaded = load_model(as_hub_ref(path), device, base_checkpoint, zero_shot)
+        loaded.model = use_engine(loaded.model, engine, loaded.multimask)
+        predictor = cls.from_loaded(loaded, dtype)
+        predictor.set_resize(resize, tiles)
+        return predictor
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, dtype: torch.dtype | str | None = None) -> Predictor:
@@ -174,6 +186,14 @@ class Predictor:
         predictor = cls(loaded.model, loaded.image_size, loaded.device, dtype, loaded.multimask, loaded.pretrained)
         predictor.checkpoint = loaded.checkpoint
         return predictor
+
+    def set_resize(self, resize: str = "squash", tiles: int | str | None = None) -> None:
+        """How `predict_batch` fits images to the model: resize squash | pad, tiles None | "auto" | N."""
+        from sam2sod.infer.inference import check_resize, parse_tiles
+
+        tiles = parse_tiles(tiles)
+        check_resize(resize, tiles)
+        self.resize, self.tiles = resize, tiles
 
     # ------------------------------------------------------------------ image state
     @property
@@ -262,6 +282,8 @@ class Predictor:
         if batch_size < 1:
             raise SodError(f"batch_size must be >= 1, got {batch_size}")
         tta = check_refine(refine, tta, self.model)
+        if self.resize != "squash" or self.tiles is not None:
+            return self._batch_resized(images, refine, tta)
         out: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             rgbs = [load_rgb(im) for im in images[start:start + batch_size]]
@@ -290,3 +312,19 @@ class Predictor:
                                    checkpoint=checkpoint if checkpoint is not None else self.checkpoint,
                                    base_checkpoint=base_checkpoint, dtype=self.dtype)
         return runner.frames(video)
+
+    def _batch_resized(self, images: Sequence[ImageLike], refine: int, tta: str | None) -> list[np.ndarray]:
+        """`predict_batch` with resize "pad" and / or tiles, one image at a time (float32 maps in 0..1)."""
+        from sam2sod.data.tiles import tiled_saliency
+        from sam2sod.infer.inference import tile_prob_fn
+
+        prob = tile_prob_fn(self.model, self.image_size, self.device, self.multimask, self.dtype, refine, tta,
+                            self.resize)
+        out = []
+        for im in images:
+            rgb = load_rgb(im)
+            if self.tiles is None:
+                out.append(prob(rgb, rgb.shape[:2]).float().numpy())
+            else:
+                out.append(tiled_saliency(rgb, self.image_size, prob, self.tiles).astype(np.float32) / 255.0)
+        return out
