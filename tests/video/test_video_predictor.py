@@ -84,3 +84,21 @@ def test_a_model_memory_cannot_drive_runs_frame_wise() -> None:
     rng = np.random.default_rng(1)
     frames = list(runner.frames([rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(2)]))
     assert [f.kind for f in frames] == ["detect", "detect"] and frames[1].saliency.shape == (32, 48)
+
+
+def test_a_run_trained_on_clips_brings_its_memory(predictor) -> None:
+    """A checkpoint's "memory" entry (`memory_state`) is loaded; without it the base memory is rebuilt."""
+    import torch
+
+    from sam2sod.models.memory import build_memory, memory_state
+
+    trained = build_memory(predictor.model, train_memory="true")
+    with torch.no_grad():
+        trained.obj_ptr_proj.layers[0].weight.add_(1.0)
+    config = TrackerConfig(keyframe_every=4)
+    runner = VideoRunner.build(predictor.model, 64, "cpu", config=config, checkpoint={"memory": memory_state(trained)})
+    base = VideoRunner.build(predictor.model, 64, "cpu", config=config, checkpoint={})
+    w = runner.memory.obj_ptr_proj.layers[0].weight
+    torch.testing.assert_close(w, trained.obj_ptr_proj.layers[0].weight)
+    assert not torch.equal(w, base.memory.obj_ptr_proj.layers[0].weight)
+    assert runner.memory.train_memory == "true" and base.memory.train_memory == "false"
