@@ -177,12 +177,11 @@ def _methods(args: argparse.Namespace) -> int:
 
     logging.getLogger("sam2sod.models").setLevel(logging.ERROR)  # random-init notices: expected here
 
-    from sam2sod.models import count_params, create_model
-    from sam2sod.models.registry import METHODS, all_methods, trains_with_prompts
-
     print(f"{'method':<14}{'total':>10}{'trainable':>11}  {'training prompts':<17} description   (SAM2 "
           f"{args.version} hiera-{args.backbone_size}, {args.image_size}px; prompts: the paper's policy, "
-          f"override with prompts.enabled)")
+          f"override with prompts.enabled)", flush=True)  # before torch is imported: the first output at once
+    from sam2sod.models import count_params, create_model
+    from sam2sod.models.registry import METHODS, all_methods, trains_with_prompts
     for name, description in all_methods().items():
         counts = "" if args.no_counts else None
         if counts is None:
