@@ -269,6 +269,13 @@ def benchmark(models: dict[str, str | Path], preds: dict[str, Path], datasets: S
     names = [*models, *preds]
     if not names:
         raise SodError("benchmark needs at least one --model NAME=RUN or --pred NAME=DIR")
+    from sam2sod.evaluation.benchmark_video import benchmark_video, is_video_benchmark
+
+    if is_video_benchmark(datasets, split=split, exclude_overlap=exclude_overlap, metrics=metrics, show=show,
+                          recursive=recursive, zero_shot=zero_shot, engine=engine):
+        return benchmark_video(models, preds, datasets, out, n_resamples=n_resamples, seed=seed, workers=workers,
+                               device=device, overwrite=overwrite, base_checkpoint=base_checkpoint,
+                               progress=progress)
     _check_names(models, preds, datasets)
     if len(set(names)) != len(names):
         raise SodError(f"method names must be distinct, got {', '.join(names)}")
