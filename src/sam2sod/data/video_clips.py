@@ -30,13 +30,14 @@ from sam2sod.errors import SodError, format_names
 __all__ = ["ClipDataset", "eval_chunks", "load_frame"]
 
 
-def load_frame(video: Video, index: int, resize_mask: bool = False) -> dict[str, Any]:
-    """Frame `index` of `video` before any transform: image (3,H,W) and, if annotated, mask (1,H,W) in [0, 1]."""
+def load_frame(video: Video, index: int, resize_mask: bool = False, with_mask: bool = True) -> dict[str, Any]:
+    """Frame `index` of `video` before any transform: image (3,H,W) and, if annotated (and `with_mask`),
+    mask (1,H,W), both in [0, 1]; "orig_size" (H, W)."""
     assert video.frames is not None
     name, path = video.frames[index]
     image = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0)
     sample: dict[str, Any] = {"image": image, "orig_size": tuple(image.shape[-2:])}
-    mask_path = video.masks.get(name)
+    mask_path = video.masks.get(name) if with_mask else None
     if mask_path is not None:
         mask = torch.from_numpy(load_mask(mask_path))[None].float().div_(255.0)
         if mask.shape[-2:] != image.shape[-2:]:
@@ -123,8 +124,7 @@ def eval_chunks(video: Video, clip_len: int, transform: Transform
     for start in range(0, n, clip_len):
         names, frames, size = [], [], (0, 0)
         for t in range(start, min(n, start + clip_len)):
-            sample = load_frame(video, t)
-            sample.pop("mask", None)
+            sample = load_frame(video, t, with_mask=False)
             size = sample["orig_size"]
             frames.append(transform(sample, None)["image"])
             names.append(video.frames[t][0])
