@@ -16,6 +16,7 @@ image-benchmark outputs and are not made for video datasets.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,8 +125,8 @@ def benchmark_video(models: dict[str, str | Path], preds: dict[str, Path], datas
     for n, ds in sets:
         label = f"{n} ({PER_SEQUENCE})"
         for m, by_set in folders.items():
-            scores = score_video(by_set[n], ds, skip_frames=DEFAULT_SKIP, workers=workers or 1, progress=progress,
-                                 desc=f"score {m} / {n}")
+            scores = score_video(by_set[n], ds, skip_frames=DEFAULT_SKIP, workers=workers or os.cpu_count() or 1,
+                                 progress=progress, desc=f"score {m} / {n}")
             write_video_scores(scores, inside(out, "scores", n, m))
             values.setdefault(label, {})[m] = dict(scores.values)
             per_seq.setdefault(m, {})[label] = sequence_image_scores(scores)

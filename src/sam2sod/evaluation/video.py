@@ -12,6 +12,7 @@ notes state the skip rule and the frames scored and skipped.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ def _skip(skip_frames: str | None) -> str:
 def _workers(workers: int | None) -> int:
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise SodError(f"--workers must be >= 1, got {workers}")
-    return 1 if workers is None else int(workers)
+    return (os.cpu_count() or 1) if workers is None else int(workers)  # None: all cores, as image scoring
 
 
 def load_scored_dataset(root: str | Path, flag: str = "--data") -> Any:
