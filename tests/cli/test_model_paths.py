@@ -116,8 +116,10 @@ def test_a_bad_model_path_fails_before_any_output(command, bad, data, tmp_path, 
 def test_official_name_without_its_file_and_hub_paths_fail_in_one_line(data, tmp_path, monkeypatch, capsys,
                                                                        one_error_line) -> None:
     monkeypatch.setenv("SAM2SOD_WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network: the repo is looked up in an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     for name, needle in (("sam2.1_hiera_tiny", "sam2sod weights download sam2.1_hiera_tiny"),
-                         ("hf://someone/model", "hf:// repository")):
+                         ("hf://someone/model", "someone/model is not in the Hugging Face cache")):
         assert main(["predict", "--checkpoint", name, "--input", str(data / "images"), "--out",
                      str(tmp_path / "o")]) == 2
         assert needle in one_error_line(capsys.readouterr().err)
