@@ -172,7 +172,8 @@ class Predictor:
         from sam2sod.runs.loader import as_hub_ref, load_model
         from sam2sod.runs.runtime import select_device
 
-        check_engine(engine, select_device(device), None if _DTYPES.get(dtype, dtype) is None else str(dtype))
+        amp = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+        check_engine(engine, select_device(device), None if amp in (None, torch.float32) else str(dtype))
         load_engine(engine)
         loaded = load_model(as_hub_ref(path), device, base_checkpoint, zero_shot)
         loaded.model = use_engine(loaded.model, engine, loaded.multimask)
