@@ -15,6 +15,7 @@ from sam2sod.data.synthetic import make_synthetic
 from sam2sod.errors import SodError
 from sam2sod.runs.checkpoints import save_checkpoint
 from sam2sod.train import trainer as trainer_mod
+from tiny_train import tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -27,11 +28,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _tiny(root: Path, **extra: str) -> list[str]:
-    base = {"model.method": "decoder_only", "model.image_size": "64", "data.root": str(root),
-            "data.train_count": "8", "optim.batch_size": "2", "optim.epochs": "1", "optim.max_steps": "1",
-            "optim.warmup_steps": "1", "device": "cpu", "val_batch_size": "4"}
-    base.update(extra)
-    return [a for k, v in base.items() for a in ("--set", f"{k}={v}")]
+    defaults = {"optim.epochs": "1", "optim.max_steps": "1", "optim.warmup_steps": "1"}
+    return [a for kv in tiny_overrides(root, "decoder_only", **{**defaults, **extra}) for a in ("--set", kv)]
 
 
 class _FullDisk(io.RawIOBase):

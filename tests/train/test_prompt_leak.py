@@ -22,6 +22,7 @@ from sam2sod.runs.config import load_config
 from sam2sod.runs.splits import split_train_val
 from sam2sod.train.ablate import ablate
 from sam2sod.train.trainer import train, validate_model
+from tiny_train import tiny_overrides as shared_tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -64,11 +65,8 @@ def assert_prompt_free(calls: list[tuple[bool, Any]], where: str) -> None:
 
 
 def tiny_overrides(root: Path, **extra: str) -> list[str]:
-    base = {"model.method": "adapter_cbam", "model.image_size": "64", "data.root": str(root),
-            "data.train_count": "8", "optim.batch_size": "2", "optim.epochs": "1", "optim.max_steps": "2",
-            "optim.warmup_steps": "1", "device": "cpu", "val_batch_size": "4", "log_every": "1"}
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    defaults = {"optim.epochs": "1", "optim.max_steps": "2", "optim.warmup_steps": "1", "log_every": "1"}
+    return shared_tiny_overrides(root, "adapter_cbam", **{**defaults, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from sam2sod.errors import SodError
 from sam2sod.runs.config import load_config
 from sam2sod.train import trainer as trainer_mod
 from sam2sod.train.trainer import train
+from tiny_train import tiny_overrides as shared_tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -31,11 +32,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def tiny_overrides(root: Path, **extra: str) -> list[str]:
-    base = {"model.method": "adapter_cbam", "model.image_size": "64", "data.root": str(root),
-            "data.train_count": "8", "optim.batch_size": "2", "optim.epochs": "2", "optim.warmup_steps": "2",
-            "optim.lr": "1e-3", "device": "cpu", "val_batch_size": "4", "log_every": "1"}
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+    defaults = {"optim.epochs": "2", "optim.warmup_steps": "2", "optim.lr": "1e-3", "log_every": "1"}
+    return shared_tiny_overrides(root, "adapter_cbam", **{**defaults, **extra})
 
 
 def model_state(run: Path) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from sam2sod.errors import SodError
 from sam2sod.runs.config import load_config
 from sam2sod.train import trainer as trainer_mod
 from sam2sod.train.trainer import train
+from tiny_train import tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -29,11 +30,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _cfg(root: Path, **extra: str):
-    base = {"model.method": "decoder_only", "model.image_size": "64", "data.root": str(root),
-            "data.train_count": "8", "optim.batch_size": "2", "optim.epochs": "2", "optim.warmup_steps": "1",
-            "optim.lr": "1e-3", "device": "cpu", "val_batch_size": "4", "log_every": "1"}
-    base.update(extra)
-    return load_config(None, [f"{k}={v}" for k, v in base.items()])
+    defaults = {"optim.epochs": "2", "optim.warmup_steps": "1", "optim.lr": "1e-3", "log_every": "1"}
+    return load_config(None, tiny_overrides(root, "decoder_only", **{**defaults, **extra}))
 
 
 def _state(run: Path) -> dict:
