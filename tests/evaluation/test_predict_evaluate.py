@@ -34,22 +34,28 @@ def first(folder: Path, k: int = 0) -> Path:
 @pytest.mark.parametrize("how", ["garbage", "empty"])
 @pytest.mark.parametrize(("command", "which"), [("predict", "image"), ("evaluate", "image"), ("evaluate", "mask"),
                                                 ("score", "image"), ("score", "mask")])
-def test_bad_file_is_one_line_before_the_model(command, which, how, ds, preds, tmp_path, capsys,
-                                               one_error_line, tree_hash):
+def test_bad_file_is_one_line_before_the_model(command, which, how, ds, preds, ckpt, tmp_path, capsys,
+                                               one_error_line, tree_hash, monkeypatch):
+    from sam2sod.runs.loader import ModelSource
+
+    def no_build(*_a, **_k):
+        raise AssertionError("the model was built before the inputs were checked")
+
+    monkeypatch.setattr(ModelSource, "build", no_build)
     if command == "score" and which == "image":
         victim = spoil(first(preds, 2), how)  # score's "images" are the predictions
     else:
         victim = spoil(first(ds / ("images" if which == "image" else "masks"), 2), how)
     before = tree_hash(tmp_path)
     out = tmp_path / "out"
-    argv = {"predict": ["predict", "--checkpoint", NO_CKPT, "--input", str(ds / "images"), "--out", str(out),
+    argv = {"predict": ["predict", "--checkpoint", str(ckpt), "--input", str(ds / "images"), "--out", str(out),
                         "--strict"],
-            "evaluate": ["evaluate", "--checkpoint", NO_CKPT, "--data", str(ds), "--out", str(out)],
+            "evaluate": ["evaluate", "--checkpoint", str(ckpt), "--data", str(ds), "--out", str(out)],
             "score": ["score", "--pred", str(preds), "--gt", str(ds / "masks"), "--out", str(out), "--workers",
                       "1", "--no-progress"]}[command]
     assert main(argv) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert str(victim) in line and NO_CKPT not in line
+    assert str(victim) in line and str(ckpt) not in line
     if command == "predict":
         assert "--strict" in line
     assert tree_hash(tmp_path) == before

@@ -17,7 +17,7 @@ from sam2sod.cli import data as _data_commands  # noqa: F401  (registers score, 
 from sam2sod.cli import training as _training_commands  # noqa: F401  (train, ablate, ...)
 from sam2sod.cli import use as _use_commands  # noqa: F401  (evaluate, predict, export, ...)
 from sam2sod.cli.args import COMMANDS, EXIT_SKIPPED
-from sam2sod.cli.early import check_model_early
+from sam2sod.cli.early import check_counts, check_model_early
 from sam2sod.errors import SodError
 
 __all__ = ["COMMANDS", "EXIT_SKIPPED", "build_parser", "main"]
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _one_line_warnings()
     with output_scope() as scope:  # locks released at the end; a failed command's empty new folders removed
         try:
-            check_model_early(getattr(args, "checkpoint", None))  # before torch is imported
+            check_counts(args)  # plain values first, then the model path, both before torch is imported
+            check_model_early(getattr(args, "checkpoint", None))
             code = int(args._run(args) or 0)
         except SodError as e:
             _close_progress_bars()

@@ -13,10 +13,18 @@ from pathlib import Path
 
 from sam2sod.errors import SodError
 
-__all__ = ["check_model_early"]
+__all__ = ["check_counts", "check_model_early"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE_PROTO = 0x80
+
+
+def check_counts(args: object) -> None:
+    """SodError for a `--batch-size` or `--workers` below 1 (the flags every model command shares)."""
+    for flag, name in (("--batch-size", "batch_size"), ("--workers", "workers")):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise SodError(f"{flag} must be >= 1, got {value}")
 
 
 def check_model_early(text: str | None) -> None:
