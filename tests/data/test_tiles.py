@@ -116,3 +116,14 @@ def test_one_tile_is_the_global_pass():
     calls: list = []
     out = T.tiled_saliency(image, 64, _vignette_model(calls), tiles="auto")
     assert calls == [(50, 70)] and out.shape == (50, 70) and out.dtype == np.uint8
+
+
+def test_downscale_is_block_means_band_by_band():
+    image = np.arange(7 * 10 * 3, dtype=np.uint8).reshape(7, 10, 3)
+    small = T._downscale(image, 2)  # f = ceil(10 / 4) = 3 -> 3 x 4 blocks, the last ones partial
+    assert small.shape == (3, 4, 3)
+    ref = image[0:3, 0:3].reshape(-1, 3).mean(axis=0)
+    np.testing.assert_array_equal(small[0, 0], np.rint(ref).astype(np.uint8))
+    corner = image[6:7, 9:10].reshape(-1, 3).mean(axis=0)  # a 1 x 1 edge block
+    np.testing.assert_array_equal(small[2, 3], np.rint(corner).astype(np.uint8))
+    assert T._downscale(image, 8) is image  # nothing to shrink

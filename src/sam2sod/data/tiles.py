@@ -12,7 +12,8 @@
   twice the model's size before resizing; n = 1 means no tiling); an integer fixes n. Neighbours overlap
   by a quarter of a tile.
   Tiles are processed one row of tiles at a time and each finished band of rows is converted to 8 bits at
-  once, so working memory grows with the tile size and the image width, not with the image's area.
+  once; the global pass reads a copy shrunk by block means, made band by band. Working memory grows with the
+  tile size and the image width, not with the image's area.
 """
 
 from __future__ import annotations
@@ -175,15 +176,24 @@ def _finish(out: np.ndarray, glob: torch.Tensor, tiled: np.ndarray, y0: int, hei
 
 
 def _downscale(image: np.ndarray, size: int) -> np.ndarray:
-    """The image with its longer side at 2 x `size` at most (area-averaged), for the global pass."""
-    from PIL import Image
+    """The image shrunk by the integer factor f = ceil(L / (2 `size`)) (f x f block means), for the global pass.
 
+    One band of f rows is averaged at a time, so the working memory is a few rows of the image, never a copy of
+    all of it. Blocks at the right and bottom edges average the pixels they hold.
+    """
     h, w = image.shape[:2]
-    scale = min(1.0, 2 * size / max(h, w))
-    if scale == 1.0:
+    f = math.ceil(max(h, w) / (2 * size))
+    if f <= 1:
         return image
-    im = Image.fromarray(image)
-    return np.asarray(im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BOX))
+    oh, ow = math.ceil(h / f), math.ceil(w / f)
+    starts = np.arange(0, w, f)
+    widths = np.minimum(starts + f, w) - starts
+    out = np.empty((oh, ow, image.shape[2]), np.uint8)
+    for r in range(oh):
+        band = image[r * f:(r + 1) * f]
+        sums = np.add.reduceat(band.sum(axis=0, dtype=np.float64), starts, axis=0)  # (ow, C)
+        out[r] = np.clip(np.rint(sums / (band.shape[0] * widths[:, None])), 0, 255).astype(np.uint8)
+    return out
 
 
 def _to_uint8(p: torch.Tensor) -> np.ndarray:
