@@ -133,6 +133,7 @@ def test_demo_command_says_host_and_port_errors_in_one_line(tmp_path, capsys):
     pytest.importorskip("gradio")
     from sam2sod.cli import main
 
+    (tmp_path / "no_run").mkdir()  # exists, so only the checks before the model is opened can answer
     assert main(["demo", "--checkpoint", str(tmp_path / "no_run"), "--host", "999.1.1.1"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: --host '999.1.1.1' is not a valid host name or IP address" and "launch()" not in err

@@ -94,7 +94,9 @@ def test_predict_option_errors_come_first(extra, fragment, tiny_run, tmp_path, c
     src = tmp_path if "--folder" in extra else tmp_path / "x.png"
     extra = [e for e in extra if e != "--folder"]
     out = tmp_path / "never"
-    assert main(["predict", "--checkpoint", "no-such-run", "--input", str(src), "--out", str(out), *extra]) == 2
+    run = tmp_path / "no-such-run"
+    run.mkdir()  # exists, so only the checks before the model is opened can answer
+    assert main(["predict", "--checkpoint", str(run), "--input", str(src), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err and "no-such-run" not in err
     assert not out.exists(), "options are checked before the output folder is made"

@@ -20,7 +20,7 @@ COMMANDS = ["score", "evaluate", "predict", "make-synthetic", "quickstart", "tra
 
 def argv(command: str, ds: Path, preds: Path, out: Path, *extra: str) -> list[str]:
     """A command line that passes every input check, writing to `out` (checkpoints need not exist)."""
-    nope = str(ds.parent / "no-such-run")
+    nope = str(ds.parent / "not-a-run")  # made by `_not_a_run`: the early model-path check passes
     data = ["--set", f"data.root={ds}", "--set", "device=cpu"]
     return {
         "score": ["score", "--pred", str(preds), "--gt", str(ds / "masks"), "--out", str(out), "--workers", "1",
@@ -32,6 +32,12 @@ def argv(command: str, ds: Path, preds: Path, out: Path, *extra: str) -> list[st
         "train": ["train", "--out", str(out), *data],
         "ablate": ["ablate", "--grid", "optim.lr=0.001", "--out", str(out), *data],
     }[command] + list(extra)
+
+
+@pytest.fixture(autouse=True)
+def _not_a_run(ds):
+    """An empty folder as the model path: it exists, so only the checks before the model is opened answer."""
+    (ds.parent / "not-a-run").mkdir(exist_ok=True)
 
 
 @pytest.fixture()
@@ -128,7 +134,8 @@ def test_predict_into_the_mask_folder_of_its_input(ds, capsys, tree_hash, one_er
     """The issue's example: `predict --input X/images --out X/masks`, also for a single image file."""
     for source in (ds / "images", next((ds / "images").iterdir())):
         before = tree_hash(ds)
-        assert main(["predict", "--checkpoint", "x", "--input", str(source), "--out", str(ds / "masks"),
+        assert main(["predict", "--checkpoint", str(ds.parent / "not-a-run"), "--input", str(source),
+                     "--out", str(ds / "masks"),
                      "--overwrite"]) == 2
         assert "dataset" in one_error_line(capsys.readouterr().err)
         assert tree_hash(ds) == before

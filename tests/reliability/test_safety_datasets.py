@@ -50,6 +50,7 @@ def test_score_into_a_dataset_root_is_refused_even_with_overwrite(ecssd, preds, 
 def test_a_marker_never_lifts_the_protection_of_ground_truth(ecssd, ds, capsys, one_error_line, tree_hash):
     """The issue's two steps: a marker planted in ECSSD/ (as an older score did), then predict into ECSSD/GT."""
     write_marker(ecssd, "score")
+    (ds.parent / "nope").mkdir(exist_ok=True)  # exists, so only the checks before the model is opened can answer
     for out in (ecssd / "GT", ecssd / "Imgs", ecssd / "GT" / "sub"):
         refused(["predict", "--checkpoint", str(ds.parent / "nope"), "--input", str(ds / "images"),
                  "--out", str(out), "--overwrite"], capsys, one_error_line, tree_hash, ecssd)
@@ -59,6 +60,7 @@ def test_masks_of_a_make_synthetic_dataset_are_protected(tmp_path, ds, capsys, o
     synth = tmp_path / "synth"
     assert main(["make-synthetic", str(synth), "--n", "3", "--size", "16"]) == 0
     capsys.readouterr()
+    (ds.parent / "nope").mkdir(exist_ok=True)  # exists, so only the checks before the model is opened can answer
     for out in (synth / "masks", synth / "images", synth):
         refused(["predict", "--checkpoint", str(ds.parent / "nope"), "--input", str(ds / "images"),
                  "--out", str(out), "--overwrite"], capsys, one_error_line, tree_hash, synth)

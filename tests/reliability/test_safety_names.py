@@ -112,6 +112,7 @@ def test_predict_into_a_link_that_leads_outside_is_refused(ds, tmp_path, capsys,
     (victim / "keep.png").write_bytes(b"user file")
     out.mkdir()
     (out / "mask").symlink_to(victim, target_is_directory=True)
+    (tmp_path / "nope").mkdir()  # exists, so only the checks before the model is opened can answer
     assert main(["predict", "--checkpoint", str(tmp_path / "nope"), "--input", str(ds / "images"),
                  "--out", str(out), "--format", "mask", "--overwrite"]) == 2
     assert "outside it" in one_error_line(capsys.readouterr().err)

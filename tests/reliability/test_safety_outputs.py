@@ -20,6 +20,7 @@ def test_recursive_formats_that_would_collide_are_refused_before_writing(ds, tmp
     shutil.copy(first, src / "a.jpg")
     shutil.copy(first, src / "mask" / "a.jpg")
     out = tmp_path / "out"
+    (tmp_path / "nope").mkdir()  # exists, so only the checks before the model is opened can answer
     assert main(["predict", "--checkpoint", str(tmp_path / "nope"), "--input", str(src), "--recursive",
                  "--format", "map", "--format", "mask", "--out", str(out)]) == 2
     line = one_error_line(capsys.readouterr().err)

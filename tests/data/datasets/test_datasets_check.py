@@ -127,6 +127,7 @@ def test_usage_errors_exit_2_with_one_line(argv, match, capsys):
 
 def test_evaluate_cli_resolves_names_before_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    argv = ["evaluate", "--checkpoint", "none.pt", "--out", "o", "--data", "ECSSD"]
+    (tmp_path / "run").mkdir()  # exists, so only the checks before the model is opened can answer
+    argv = ["evaluate", "--checkpoint", "run", "--out", "o", "--data", "ECSSD"]
     assert main(argv) == 2
     assert "ECSSD is a known dataset but not mapped" in capsys.readouterr().err
