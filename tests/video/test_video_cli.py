@@ -58,6 +58,9 @@ def test_predict_video_dataset_of_two_sequences(tiny_run, video_ds, tmp_path) ->
     (["--keyframe-every", "-1"], "--keyframe-every must be an integer >= 0"),
     (["--check-iou", "2"], "--check-iou must be in [0, 1]"),
     (["--point", "1,1"], "--point does not apply with --video"),
+    (["--engine", "onnxruntime"], "--engine does not apply with --video"),
+    (["--resize", "pad"], "--resize does not apply with --video"),
+    (["--tiles", "auto"], "--tiles does not apply with --video"),
     (["--format", "mask"], "--format with --video must be one of map, overlay-video"),
 ])
 def test_predict_video_bad_options_are_one_line_without_output(tiny_run, frames_dir, tmp_path, capsys,

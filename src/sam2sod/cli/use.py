@@ -99,7 +99,8 @@ def _evaluate_video(args: argparse.Namespace) -> int:
     from sam2sod.evaluation.video import evaluate_video
 
     unused_with_video(args, {"--prompt": "none", "--split": "all", "--refine": 0, "--tta": "none",
-                             "--exclude-overlap": False, "--recursive": False})
+                             "--exclude-overlap": False, "--recursive": False, "--engine": "torch",
+                             "--resize": "squash", "--tiles": None})
     evaluate_video(args.checkpoint, resolve_data_args(args.data, args.datasets), args.out, args.device or "auto",
                    args.base_checkpoint, config=tracker_config(args), skip_frames=args.skip_frames,
                    workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
@@ -177,7 +178,7 @@ def _predict_video(args: argparse.Namespace) -> int:
 
     unused_with_video(args, {"--overlay": False, "--batch-size": None, "--strict": False, "--decode-workers": None,
                              "--point": [], "--box": None, "--threshold": None, "--refine": 0, "--tta": "none",
-                             "--recursive": False})
+                             "--recursive": False, "--engine": "torch", "--resize": "squash", "--tiles": None})
     report = predict_video(args.checkpoint, args.input, args.out, args.device or "auto", args.base_checkpoint,
                            config=tracker_config(args), overwrite=args.overwrite, formats=args.formats,
                            dtype=args.dtype, progress=not args.no_progress)
