@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sam2sod.data import SODDataset, check_pairs, find_pairs
 from sam2sod.data.discovery import Pair
@@ -64,27 +66,34 @@ def split_train_val(cfg: DataConfig) -> tuple[list[Pair], list[tuple[str, object
     return splits["train"], as_items(splits["val"])
 
 
-def decode_check(train: list[Pair], val_items: list[tuple[str, object, object]], show: bool = True,
+def decode_files(jobs: list[tuple[Callable[[Any], Any], Any]], desc: str, show: bool = True,
                  workers: int | None = None) -> None:
-    """Fully decode every train and val image and mask once (threads, progress bar), so a truncated file
-    stops the run before the first step instead of after an epoch. SodError names the first broken file."""
+    """Run every `(loader, path)` job once in threads with a progress bar; the first SodError (naming the broken
+    file) stops the rest."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
-    from sam2sod.data.io import load_image, load_mask
-
-    jobs = [(load_image, p.image) for p in train] + [(load_mask, p.mask) for p in train]
-    jobs += [(load_image, img) for _, img, _ in val_items] + [(load_mask, mask) for _, _, mask in val_items]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(fn, path) for fn, path in jobs]
         try:
-            for f in tqdm(futures, desc="checking images", unit="file", disable=not show, leave=False):
+            for f in tqdm(futures, desc=desc, unit="file", disable=not show, leave=False):
                 f.result()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def decode_check(train: list[Pair], val_items: list[tuple[str, object, object]], show: bool = True,
+                 workers: int | None = None) -> None:
+    """Fully decode every train and val image and mask once (threads, progress bar), so a truncated file
+    stops the run before the first step instead of after an epoch. SodError names the first broken file."""
+    from sam2sod.data.io import load_image, load_mask
+
+    jobs = [(load_image, p.image) for p in train] + [(load_mask, p.mask) for p in train]
+    jobs += [(load_image, img) for _, img, _ in val_items] + [(load_mask, mask) for _, _, mask in val_items]
+    decode_files(jobs, "checking images", show, workers)
 
 
 def augment_config(cfg: TrainConfig) -> AugmentConfig:

@@ -23,30 +23,18 @@ from sam2sod.data.video_clips import ClipDataset, eval_chunks
 from sam2sod.errors import SodError
 from sam2sod.runs.config import TrainConfig
 from sam2sod.runs.config_checks import check_clip_method
-from sam2sod.runs.splits import augment_config, is_video_data, split_sequences
+from sam2sod.runs.splits import augment_config, decode_files, is_video_data, split_sequences
 from sam2sod.train.batch import compute_loss
 
 log = logging.getLogger("sam2sod.train")
 
 def decode_sequences(sequences: list, show: bool = True) -> None:
     """Decode every frame and mask of `sequences` once (threads), so a broken file stops the run before step 1."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
     from sam2sod.data.io import load_image, load_mask
 
     jobs = [(load_image, p) for v in sequences for _, p in v.frames]
     jobs += [(load_mask, p) for v in sequences for p in v.masks.values()]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        futures = [pool.submit(fn, path) for fn, path in jobs]
-        try:
-            for f in tqdm(futures, desc="checking frames", unit="file", disable=not show, leave=False):
-                f.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    decode_files(jobs, "checking frames", show)
 
 
 class ClipTask:
