@@ -217,18 +217,26 @@ def _remove_dirs(created: list[Path]) -> None:
 _CREATED: list[list[Path]] = []
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
-                     command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
-                     legacy_files: Sequence[str] = ()) -> None:
-    """The checks of `prepare_output_dir`, creating and locking nothing: for a check that must come after the
-    --out ones but before the folder exists (e.g. the model path)."""
-    out = Path(path)
+def _checked(out: Path, overwrite: bool, inputs: Iterable[str | os.PathLike], command: str,
+             subdirs: Sequence[str], min_free_mb: float | None, legacy_files: Sequence[str]) -> tuple[Path, Path]:
+    """The --out rules (protected folders, creatable, reuse, links); returns (resolved out, nearest existing)."""
     real = _real(out)
     _check_protected(out, real, protected_folders(inputs), subdirs, command)
     existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
     if existing == real:
         _check_reuse(out, command, overwrite, legacy_files)
         _check_links(out, real)
+    return real, existing
+
+
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike],
+                     command: str, subdirs: Sequence[str] = (), min_free_mb: float | None = None,
+                     legacy_files: Sequence[str] = ()) -> None:
+    """The checks of `prepare_output_dir`, creating and locking nothing: for a check that must come after the
+    --out ones but before the folder exists (e.g. the model path)."""
+    out = Path(path)
+    real, existing = _checked(out, overwrite, inputs, command, subdirs, min_free_mb, legacy_files)
+    if existing == real:
         return
     probe = existing / f"{MARKER}.probe-{os.getpid()}"  # can a folder be made there (read-only file system)?
     try:
@@ -248,12 +256,8 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, inputs: Iter
     Also removes temp files of killed writes from an existing folder. Returns `path` (as given).
     """
     out = Path(path)
-    real = _real(out)
-    _check_protected(out, real, protected_folders(inputs), subdirs, command)
-    existing = _check_creatable(out, real, _min_free_bytes(min_free_mb))
+    real, existing = _checked(out, overwrite, inputs, command, subdirs, min_free_mb, legacy_files)
     if existing == real:
-        _check_reuse(out, command, overwrite, legacy_files)
-        _check_links(out, real)
         lock.acquire(real, command, shown=out)
     created: list[Path] = []
     try:
