@@ -109,7 +109,8 @@ def make_weights(size: int, tmp: Path) -> tuple[Path, Path]:
 def ours(run: Path, folder: Path, out: Path, batch: int, engine: str = "torch", cache: Path | None = None,
          **options) -> tuple[float, float]:
     """(seconds for `predict_report` end to end, seconds of it spent building the model). `engine`: torch,
-    bf16 (`dtype="bf16"`) or onnxruntime (the built model wrapped by `onnx_engine_for`, cached in `cache`)."""
+    bf16 (`dtype="bf16"`) or onnxruntime (`engine="onnxruntime"`, its export cached under `cache`, whose parent
+    becomes $SAM2SOD_CACHE for the call)."""
     from sam2sod.infer.predict import predict_report
     from sam2sod.runs.loader import ModelSource
 
@@ -117,24 +118,29 @@ def ours(run: Path, folder: Path, out: Path, batch: int, engine: str = "torch", 
     spent = []
     if engine == "bf16":
         options["dtype"] = "bf16"
+    if engine == "onnxruntime":
+        options["engine"] = "onnxruntime"
 
     def timed_build(self, *args, **kwargs):
         t0 = time.perf_counter()
         loaded = build(self, *args, **kwargs)
-        if engine == "onnxruntime":
-            from sam2sod.export.onnx_engine import onnx_engine_for
-
-            loaded.model = onnx_engine_for(loaded.model, cache)
         spent.append(time.perf_counter() - t0)
         return loaded
 
     ModelSource.build = timed_build
+    saved = os.environ.get("SAM2SOD_CACHE")
+    if cache is not None:
+        os.environ["SAM2SOD_CACHE"] = str(cache.parent)
     try:
         t0 = time.perf_counter()
-        predict_report(run, folder, out, batch_size=batch, overwrite=True, **options)
+        predict_report(run, folder, out, batch_size=batch, overwrite=True, progress=False, **options)
         return time.perf_counter() - t0, sum(spent)
     finally:
         ModelSource.build = build
+        if saved is None:
+            os.environ.pop("SAM2SOD_CACHE", None)
+        else:
+            os.environ["SAM2SOD_CACHE"] = saved
 
 
 VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "compile")
@@ -317,6 +323,28 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def fp32_ceiling(run: Path, size: int) -> tuple[float, float]:
+    """(GFLOP of one batch-1 forward of `run`'s model at `size`, counted by `FlopCounterMode`; the machine's
+    fp32 matrix-multiply rate in GFLOP/s, best of 5 products of 2048x2048 matrices). FLOP / rate is the least
+    time any fp32 engine needs per image: the forward is over 95% matrix products and convolutions."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sam2sod.runs.loader import load_model
+
+    model = load_model(run, "cpu").model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randn(1, 3, size, size))
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return counter.get_total_flops() / 1e9, 2 * 2048 ** 3 / best / 1e9
+
+
 def headline_of(checks: list, engine_results: dict, s_rows: list, small: int, batch: int
                 ) -> tuple[str, float, float]:
     """The fastest exact-enough engine (maps within 2/255 of fp32 torch, |dS| <= 0.001 when measured) vs
@@ -343,10 +371,11 @@ def main() -> int:
     checks: list[tuple[str, float, float]] = []
     engine_results: dict[tuple[str, int, int], tuple[float, int]] = {}
     s_rows: list[tuple[str, float, float]] = []
+    sam2_per_image: dict[tuple[int, int], float] = {}
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
-        cache = args.cache or tmp / "onnx_cache"
+        cache = args.cache or tmp / "cache" / "onnx"  # default_cache_dir() under $SAM2SOD_CACHE
         for size in sizes:
             paths = all_paths[:args.limit if size < 768 else args.limit_large]
             folder = tmp / f"in_{size}"
@@ -372,6 +401,7 @@ def main() -> int:
                 best = timed_rounds(run, base, folder, tmp, size, b, args.engines, cache, args.rounds, predictor_cls,
                                     paths)
                 t_ref, (t_ours, t_build) = best["sam2"][0], best["torch"]
+                sam2_per_image[(size, b)] = t_ref / n
                 diff = max_png_diff(tmp / f"ours_{size}_{b}", tmp / f"ref_{size}_{b}")
                 bare = ""
                 if not args.no_bare:
@@ -382,10 +412,17 @@ def main() -> int:
                 print(f"batch {b}: sam2 loop {n / t_ref:6.2f} img/s | sam2sod predict {n / t_ours:6.2f} img/s "
                       f"(model build {t_build:.2f} s of {t_ours:.1f} s) {bare}| max PNG difference {diff}/255")
                 checks.append((f"{size}px batch {b}: predict vs sam2 loop", t_ref / t_ours, TARGET_SPEED))
+                engine_results[("torch", size, b)] = (t_ref / t_ours, 0)
                 for engine, ratio, e_diff in engine_rows(tmp, size, b, n, best):
                     engine_results[(engine, size, b)] = (ratio, e_diff)
                     checks.append((f"{size}px batch {b}: {engine} vs sam2 loop (maps {e_diff}/255 from fp32)",
                                    ratio, TARGET_SPEED))
+            if (size, 1) in sam2_per_image:
+                gflop, rate = fp32_ceiling(run, size)
+                t_min, t_ref1 = gflop / rate, sam2_per_image[(size, 1)]
+                print(f"fp32 ceiling: {gflop:.1f} GFLOP per image at this machine's {rate:.0f} GFLOP/s fp32 matrix "
+                      f"product = {1000 * t_min:.0f} ms at least; sam2's loop takes {1000 * t_ref1:.0f} ms per "
+                      f"image at batch 1, so no fp32 engine can exceed {t_ref1 / t_min:.2f}x here")
             if args.s_check and size == sizes[0]:
                 s_rows = s_check(run, args.s_data, args.engines, cache)
             if args.variants:

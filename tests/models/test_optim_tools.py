@@ -40,6 +40,10 @@ def test_grad_checkpoint_gives_identical_gradients(method):
     ckpt = copy.deepcopy(plain)
     keys = list(ckpt.state_dict())
     assert enable_grad_checkpoint(ckpt) == len(hiera_blocks(ckpt)) > 0
+    first, later = hiera_blocks(ckpt)[0], hiera_blocks(ckpt)[-1]
+    assert type(first.mlp).__name__.startswith("Checkpointed")  # first stage: attention and MLP apart too
+    assert type(first.attn).__name__.startswith("Checkpointed")
+    assert not type(later.mlp).__name__.startswith("Checkpointed")
     assert list(ckpt.state_dict()) == keys  # names unchanged
     g0, g1 = _grads(plain, x), _grads(ckpt, x)
     assert g0.keys() == g1.keys() and len(g0) > 0

@@ -11,9 +11,11 @@
   ``tiles="auto"`` picks n tiles along the longer side with ``n = ceil(L / (2 S))`` (each tile is at most
   twice the model's size before resizing; n = 1 means no tiling); an integer fixes n. Neighbours overlap
   by a quarter of a tile.
-  Tiles are processed one row of tiles at a time and each finished band of rows is converted to 8 bits at
-  once; the global pass reads a copy shrunk by block means, made band by band. Working memory grows with the
-  tile size and the image width, not with the image's area.
+  Tiles are processed row by row, left to right. The window is separable and the grid is a full product of
+  tile rows and columns, so the sum of weights is a product of two 1-D sums; each cell between neighbouring
+  tile starts is converted to 8 bits as soon as the last tile covering it is done. The float state is one
+  tile plus the strip the next tile row overlaps (a quarter of a tile high); the global pass reads a copy
+  shrunk by block means, made band by band.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sam2sod.errors import SodError
 
@@ -120,59 +121,112 @@ def tiled_saliency(image: np.ndarray, size: int, prob_fn: ProbFn, tiles: int | s
 
     `prob_fn(rgb, (h, w))` runs the model on an RGB crop (resized to the model's input inside) and returns its
     probability map (h, w) float in [0, 1] at the given output size. With one tile it is a single global pass.
+    Tiles run row by row, left to right; each cell between the starts of neighbouring tiles is written to the
+    8-bit map as soon as no later tile covers it, so the float state is one tile plus the strip that the next
+    tile row overlaps (`_Blend`).
     """
     height, width = image.shape[:2]
     n = tile_count(height, width, size, tiles)
     if n == 1:
         return _to_uint8(prob_fn(image, (height, width)))
-    grid = tile_grid(height, width, n)
     small = _downscale(image, size)
-    glob = prob_fn(small, small.shape[:2])  # (h', w') at the model's scale; upsampled band by band
-    out = np.empty((height, width), np.uint8)
-    rows = sorted({t.row for t in grid})
-    num = den = None
-    band0 = 0
-    for r in rows:
-        row_tiles = [t for t in grid if t.row == r]
-        y0, y1 = row_tiles[0].y0, row_tiles[0].y1
-        num, den = _extend(num, den, band0, y0, y1, width)
-        for t in row_tiles:
-            p = prob_fn(image[t.y0:t.y1, t.x0:t.x1], (t.y1 - t.y0, t.x1 - t.x0)).float().cpu().numpy()
-            w = tile_window(t, height, width)
-            num[t.y0 - band0:t.y1 - band0, t.x0:t.x1] += w * p
-            den[t.y0 - band0:t.y1 - band0, t.x0:t.x1] += w
-        nxt = next((t.y0 for t in grid if t.row == r + 1), height)  # rows above the next tile row are final
-        done = nxt - band0
-        _finish(out, glob, num[:done] / den[:done], band0, height, width)
-        num, den, band0 = num[done:], den[done:], nxt
-    return out
+    glob = prob_fn(small, small.shape[:2]).float().cpu().numpy()  # (h', w'), upsampled cell by cell
+    blend = _Blend(tile_grid(height, width, n), height, width, glob)
+    for r, y0 in enumerate(blend.ys):
+        blend.start_row(r)
+        for c, x0 in enumerate(blend.xs):
+            th, tw = blend.th, blend.tw
+            p = prob_fn(image[y0:y0 + th, x0:x0 + tw], (th, tw)).float().cpu().numpy()
+            blend.add(r, c, p)
+    return blend.out
 
 
-def _extend(num, den, band0: int, y0: int, y1: int, width: int):
-    need = y1 - band0
-    if num is None:
-        return np.zeros((need, width), np.float32), np.zeros((need, width), np.float32)
-    if need > num.shape[0]:
-        pad = np.zeros((need - num.shape[0], width), np.float32)
-        return np.concatenate([num, pad]), np.concatenate([den, pad.copy()])
-    return num, den
+def _ends(starts: list[int], length: int) -> list[int]:
+    """Where each tile's cells end: the next tile's start (no later tile reaches above it), or the border."""
+    return starts[1:] + [length]
 
 
-def _finish(out: np.ndarray, glob: torch.Tensor, tiled: np.ndarray, y0: int, height: int, width: int) -> None:
-    """Write rows y0:y0+len(tiled) of `out` = mean of the tiled map and the global map upsampled there."""
-    if tiled.shape[0] == 0:
-        return
-    gh = glob.shape[0]
-    # the global map upsampled to full size, only for these rows (bilinear, align_corners=False geometry)
-    ys = (np.arange(y0, y0 + tiled.shape[0]) + 0.5) * gh / height - 0.5
-    lo = np.clip(np.floor(ys).astype(int), 0, gh - 1)
-    hi = np.clip(lo + 1, 0, gh - 1)
-    fy = np.clip(ys - np.floor(ys), 0, 1).astype(np.float32)
-    g = glob.float().cpu()
-    rows = g[lo] * torch.from_numpy(1 - fy)[:, None] + g[hi] * torch.from_numpy(fy)[:, None]
-    rows = F.interpolate(rows[None, None], size=(rows.shape[0], width), mode="bilinear", align_corners=False)[0, 0]
-    both = (rows.numpy() + tiled) * 0.5
-    out[y0:y0 + tiled.shape[0]] = np.clip(np.rint(both * 255), 0, 255).astype(np.uint8)
+class _Blend:
+    """Accumulates window-weighted tile maps and writes finished cells of the 8-bit map.
+
+    The window is separable (``w = wy_row (x) wx_col``) and the grid is a full product of tile rows and tile
+    columns, so the sum of weights is ``Dy(y) Dx(x)`` (two 1-D arrays). Float state: `acc`, the weighted sum over
+    the current tile's columns (th x tw), and `carry`, the sums the earlier tile rows left in the rows the current
+    row overlaps ((overlap) x W).
+    """
+
+    def __init__(self, grid: list[Tile], height: int, width: int, glob: np.ndarray):
+        self.height, self.width, self.glob = height, width, glob.astype(np.float32, copy=False)
+        self.ys, self.xs = sorted({t.y0 for t in grid}), sorted({t.x0 for t in grid})
+        self.th, self.tw = grid[0].y1 - grid[0].y0, grid[0].x1 - grid[0].x0
+        self.wy = [_ramp(self.th, y == 0, y + self.th == height, self.th // 4).astype(np.float32) for y in self.ys]
+        self.wx = [_ramp(self.tw, x == 0, x + self.tw == width, self.tw // 4).astype(np.float32) for x in self.xs]
+        self.dy, self.dx = _weight_sum(self.ys, self.wy, height), _weight_sum(self.xs, self.wx, width)
+        self.out = np.empty((height, width), np.uint8)
+        self.carry = np.zeros((0, width), np.float32)
+        self.acc: np.ndarray | None = None
+
+    def start_row(self, r: int) -> None:
+        """Begin tile row `r`: the rows it shares with the next tile row go to a fresh carry."""
+        y0, y_end = self.ys[r], _ends(self.ys, self.height)[r]
+        self.next_carry = np.zeros((y0 + self.th - y_end, self.width), np.float32)
+        self.acc, self.ax = None, 0
+
+    def add(self, r: int, c: int, p: np.ndarray) -> None:
+        """Add tile (r, c)'s probability map (th, tw), then write the cell it finishes."""
+        y0, x0 = self.ys[r], self.xs[c]
+        y_end, x_end = _ends(self.ys, self.height)[r], _ends(self.xs, self.width)[c]
+        self._slide(x0)
+        weighted = np.outer(self.wy[r], self.wx[c])
+        weighted *= p
+        self.acc += weighted
+        rows, cols = y_end - y0, x_end - x0
+        self._write(self.acc[:rows, :cols], y0, x0)
+        self.next_carry[:, x0:x_end] = self.acc[rows:, :cols]
+        if c == len(self.xs) - 1:
+            self.carry = self.next_carry
+
+    def _slide(self, x0: int) -> None:
+        """Move `acc` to columns x0:x0+tw, keeping the columns it shares with the last tile; columns entering it
+        start from the earlier tile rows' carry."""
+        new = np.zeros((self.th, self.tw), np.float32)
+        keep = 0
+        if self.acc is not None:
+            keep = max(0, self.ax + self.tw - x0)
+            new[:, :keep] = self.acc[:, x0 - self.ax:]
+        new[:self.carry.shape[0], keep:] += self.carry[:, x0 + keep:x0 + self.tw]
+        self.acc, self.ax = new, x0
+
+    def _write(self, num: np.ndarray, y0: int, x0: int) -> None:
+        """Rows y0:+h, columns x0:+w of the map = mean of the blended tiles and the global map upsampled there."""
+        h, w = num.shape
+        den = np.outer(self.dy[y0:y0 + h], self.dx[x0:x0 + w]).astype(np.float32)
+        g = _upsampled_block(self.glob, y0, y0 + h, x0, x0 + w, self.height, self.width)
+        both = (num / den + g) * 0.5
+        self.out[y0:y0 + h, x0:x0 + w] = np.clip(np.rint(both * 255), 0, 255).astype(np.uint8)
+
+
+def _weight_sum(starts: list[int], windows: list[np.ndarray], length: int) -> np.ndarray:
+    total = np.zeros(length, np.float64)
+    for s, w in zip(starts, windows, strict=True):
+        total[s:s + len(w)] += w
+    return total
+
+
+def _lerp(start: int, stop: int, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear (align_corners=False) sources of output pixels start:stop when `src` pixels grow to `dst`:
+    (lower index, upper index, weight of the upper)."""
+    pos = np.maximum((np.arange(start, stop) + 0.5) * src / dst - 0.5, 0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), src - 1)
+    return lo, np.minimum(lo + 1, src - 1), (pos - lo).astype(np.float32)
+
+
+def _upsampled_block(g: np.ndarray, y0: int, y1: int, x0: int, x1: int, height: int, width: int) -> np.ndarray:
+    """Rows y0:y1, columns x0:x1 of the (gh, gw) map `g` resized bilinearly to (height, width)."""
+    ly, hy, fy = _lerp(y0, y1, g.shape[0], height)
+    lx, hx, fx = _lerp(x0, x1, g.shape[1], width)
+    rows = g[ly] * (1 - fy)[:, None] + g[hy] * fy[:, None]
+    return rows[:, lx] * (1 - fx) + rows[:, hx] * fx
 
 
 def _downscale(image: np.ndarray, size: int) -> np.ndarray:
