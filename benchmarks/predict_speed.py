@@ -28,7 +28,6 @@ import argparse
 import importlib
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,16 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from predict_speed_checks import (  # noqa: E402  (the sibling module of this script)
+    VARIANTS,
+    bare_forward,
+    fp32_ceiling,
+    max_png_diff,
+    memory_check,
+    s_check,
+)
+
 TARGET_SPEED, TARGET_PIPELINE, LIMIT_RSS_GB = 1.0, 0.95, 1.2
 TARGET_ENGINE, MAX_MAP_DIFF, MAX_S_DIFF = 2.0, 2, 0.001  # fastest exact-enough engine at the small size, batch 1
 ENGINES = ("torch", "bf16", "onnxruntime")
@@ -143,41 +152,6 @@ def ours(run: Path, folder: Path, out: Path, batch: int, engine: str = "torch", 
             os.environ["SAM2SOD_CACHE"] = saved
 
 
-VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "compile")
-
-
-def bare_forward(run: Path, paths: list[Path], size: int, batch: int, variant: str = "no_grad") -> float:
-    """Our model's forward alone, on preprocessed batches already in memory (no reading, no writing), on a
-    freshly built model like `predict`'s (its model build is timed apart and left out of the pipeline ratio).
-
-    `variant`: no_grad (what predict does), inference_mode, channels_last (model and input), bf16 (CPU
-    autocast) or compile (torch.compile; its compile time is printed and left out, after a warm-up batch).
-    """
-    from sam2sod.infer.inference import preprocess
-    from sam2sod.runs.loader import load_model
-
-    model = load_model(run, "cpu").model
-    xs = [preprocess(np.array(Image.open(p).convert("RGB")), size) for p in paths]
-    batches = [torch.stack(xs[i:i + batch]) for i in range(0, len(xs), batch)]
-    if variant == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
-    if variant == "compile":
-        model = torch.compile(model)
-    mode = torch.inference_mode() if variant == "inference_mode" else torch.no_grad()
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
-    with mode, amp:
-        if variant == "compile":  # compilation on the first batch, left out of the timing
-            t0 = time.perf_counter()
-            model(batches[0])
-            print(f"  torch.compile: first batch {time.perf_counter() - t0:.1f} s (compilation)")
-        # a freshly built model and its first batch are timed, as predict's are (no separate warm-up)
-        t0 = time.perf_counter()
-        for b in batches:
-            model(b)
-        return time.perf_counter() - t0
-
-
 def warm_engine(run: Path, cache: Path) -> float:
     """Seconds to export `run`'s model into the onnxruntime cache (done once, before any timing)."""
     from sam2sod.export.onnx_engine import onnx_engine_for
@@ -187,83 +161,6 @@ def warm_engine(run: Path, cache: Path) -> float:
     t0 = time.perf_counter()
     onnx_engine_for(model, cache)
     return time.perf_counter() - t0
-
-
-def s_check(run: Path, data_root: Path, engines: list[str], cache: Path) -> list[tuple[str, float, float]]:
-    """S-measure of each engine on the ECSSD-700 test split -> [(engine, S, max map difference vs torch)]."""
-    from sam2sod.data.discovery import find_pairs
-    from sam2sod.data.io import load_mask
-    from sam2sod.export.onnx_engine import onnx_engine_for
-    from sam2sod.infer.inference import predict_items
-    from sam2sod.metrics import Smeasure
-    from sam2sod.runs.checkpoints import build_model_from_checkpoint, read_checkpoint
-    from sam2sod.runs.config import load_config
-    from sam2sod.runs.splits import split_pairs
-
-    cfg = load_config(ROOT / "src/sam2sod/configs/ecssd700_cpu.yaml")
-    test = split_pairs(cfg.data, find_pairs(data_root))["test"]
-    items = [(p.name, p.image, None) for p in test]
-    gts = {p.name: load_mask(p.mask) for p in test}
-    model = build_model_from_checkpoint(read_checkpoint(run), torch.device("cpu"))
-    print(f"\n== S-measure, ECSSD-700 test split ({len(items)} images from {data_root}), {model.image_size} px ==")
-    rows, ref = [], None
-    for engine in engines:
-        net = onnx_engine_for(model, cache) if engine == "onnxruntime" else model
-        amp = torch.bfloat16 if engine == "bf16" else None
-        maps = dict(predict_items(net, items, int(model.image_size), torch.device("cpu"), 8, autocast_dtype=amp))
-        ref = maps if ref is None else ref
-        sm = Smeasure()
-        for name, pred in maps.items():
-            sm.step(pred, gts[name])
-        diff = max(int(np.abs(maps[k].astype(np.int16) - ref[k]).max()) for k in maps)
-        rows.append((engine, float(sm.get_results()["sm"]), diff))
-        print(f"{engine:<12} S={rows[-1][1]:.5f} (|dS| vs torch {abs(rows[-1][1] - rows[0][1]):.5f}), "
-              f"max map difference {diff}/255")
-    return rows
-
-
-def max_png_diff(a: Path, b: Path) -> int:
-    worst = 0
-    for p in sorted(a.glob("*.png")):
-        x = np.asarray(Image.open(p), dtype=np.int16)
-        y = np.asarray(Image.open(b / p.name), dtype=np.int16)
-        worst = max(worst, int(np.abs(x - y).max()))
-    return worst
-
-
-# ---------------------------------------------------------------- memory on a 24 MP image
-_PEAK = """import sys
-from sam2sod.cli import main
-try:
-    rc = main(sys.argv[2:])
-finally:
-    with open('/proc/self/status') as f, open(sys.argv[1], 'w') as out:
-        out.write(next(line for line in f if line.startswith('VmHWM')).split()[1])
-sys.exit(rc)
-"""
-
-
-def child_peak_rss(args: list[str], tmp: Path) -> tuple[float, int]:
-    """(peak RSS in GB, exit code) of `sam2sod ARGS` in a fresh process: its own VmHWM, read at exit
-    (a child's rusage can carry the parent's peak over fork + exec)."""
-    report = tmp / f"peak_{time.monotonic_ns()}.txt"
-    proc = subprocess.run([sys.executable, "-c", _PEAK, str(report), *args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    if proc.returncode:
-        print(proc.stderr[-2000:], file=sys.stderr)
-    return (int(report.read_text()) / 2**20 if report.exists() else float("nan")), proc.returncode
-
-
-def memory_check(run: Path, sample: Path, tmp: Path) -> list[tuple[str, float]]:
-    big = tmp / "big" / "big.jpg"
-    big.parent.mkdir()
-    Image.open(sample).convert("RGB").resize((6000, 4000), Image.BILINEAR).save(big, quality=90)
-    rows = []
-    for label, extra in (("predict 24 MP", []), ("predict 24 MP --overlay", ["--overlay"])):
-        gb, rc = child_peak_rss(["predict", "--checkpoint", str(run), "--input", str(big), "--out",
-                                 str(tmp / f"big_out{len(rows)}"), *extra], tmp)
-        rows.append((label if rc == 0 else f"{label} (FAILED rc={rc})", gb))
-    return rows
 
 
 def timed_rounds(run: Path, base: Path, folder: Path, tmp: Path, size: int, b: int, engines: list[str],
@@ -323,28 +220,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def fp32_ceiling(run: Path, size: int) -> tuple[float, float]:
-    """(GFLOP of one batch-1 forward of `run`'s model at `size`, counted by `FlopCounterMode`; the machine's
-    fp32 matrix-multiply rate in GFLOP/s, best of 5 products of 2048x2048 matrices). FLOP / rate is the least
-    time any fp32 engine needs per image: the forward is over 95% matrix products and convolutions."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from sam2sod.runs.loader import load_model
-
-    model = load_model(run, "cpu").model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.randn(1, 3, size, size))
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return counter.get_total_flops() / 1e9, 2 * 2048 ** 3 / best / 1e9
-
-
 def headline_of(checks: list, engine_results: dict, s_rows: list, small: int, batch: int
                 ) -> tuple[str, float, float]:
     """The fastest exact-enough engine (maps within 2/255 of fp32 torch, |dS| <= 0.001 when measured) vs
@@ -371,7 +246,6 @@ def main() -> int:
     checks: list[tuple[str, float, float]] = []
     engine_results: dict[tuple[str, int, int], tuple[float, int]] = {}
     s_rows: list[tuple[str, float, float]] = []
-    sam2_per_image: dict[tuple[int, int], float] = {}
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
@@ -401,7 +275,6 @@ def main() -> int:
                 best = timed_rounds(run, base, folder, tmp, size, b, args.engines, cache, args.rounds, predictor_cls,
                                     paths)
                 t_ref, (t_ours, t_build) = best["sam2"][0], best["torch"]
-                sam2_per_image[(size, b)] = t_ref / n
                 diff = max_png_diff(tmp / f"ours_{size}_{b}", tmp / f"ref_{size}_{b}")
                 bare = ""
                 if not args.no_bare:
@@ -417,12 +290,13 @@ def main() -> int:
                     engine_results[(engine, size, b)] = (ratio, e_diff)
                     checks.append((f"{size}px batch {b}: {engine} vs sam2 loop (maps {e_diff}/255 from fp32)",
                                    ratio, TARGET_SPEED))
-            if (size, 1) in sam2_per_image:
-                gflop, rate = fp32_ceiling(run, size)
-                t_min, t_ref1 = gflop / rate, sam2_per_image[(size, 1)]
-                print(f"fp32 ceiling: {gflop:.1f} GFLOP per image at this machine's {rate:.0f} GFLOP/s fp32 matrix "
-                      f"product = {1000 * t_min:.0f} ms at least; sam2's loop takes {1000 * t_ref1:.0f} ms per "
-                      f"image at batch 1, so no fp32 engine can exceed {t_ref1 / t_min:.2f}x here")
+            if ("torch", size, 1) in engine_results:
+                gflop, share, rate = fp32_ceiling(run, size)
+                ratio = engine_results[("torch", size, 1)][0]
+                print(f"fp32 ceiling: {gflop:.1f} GFLOP per image; matrix products, convolutions and attention are "
+                      f"{100 * share:.0f}% of the forward's time ({rate:.0f} GFLOP/s), so an fp32 engine on these "
+                      f"kernels is at most {1 / share:.2f}x faster than this forward, i.e. at most "
+                      f"{ratio / share:.2f}x sam2's loop (predict measured {ratio:.2f}x above)")
             if args.s_check and size == sizes[0]:
                 s_rows = s_check(run, args.s_data, args.engines, cache)
             if args.variants:

@@ -5,7 +5,8 @@ Each case runs in its own fresh process: build the model (random-init `adapter_c
 dark ground), note the RSS, then predict its map through the one inference path (`tile_prob_fn` +
 `tiled_saliency`, as `predict --tiles auto` does) and note the peak RSS. The floor any method needs is the
 decoded image (3 bytes per pixel) plus the output map (1 byte per pixel); with tiles the working memory above
-that floor is bounded by the tile size and the image width (one band of tile rows), not by the image area.
+that floor is one tile's forward and float maps plus the strip of rows two tile rows share (a quarter of a tile
+high, float32 over the image's width), not the image area.
 A global pass at full size (`--tiles 1`, the squash path) is measured for comparison: it upsamples the logits
 to a float32 map of the whole image (4 bytes per pixel more).
 

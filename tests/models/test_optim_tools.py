@@ -39,11 +39,13 @@ def test_grad_checkpoint_gives_identical_gradients(method):
     plain = _model(method)
     ckpt = copy.deepcopy(plain)
     keys = list(ckpt.state_dict())
-    assert enable_grad_checkpoint(ckpt) == len(hiera_blocks(ckpt)) > 0
-    first, later = hiera_blocks(ckpt)[0], hiera_blocks(ckpt)[-1]
-    assert type(first.mlp).__name__.startswith("Checkpointed")  # first stage: attention and MLP apart too
-    assert type(first.attn).__name__.startswith("Checkpointed")
-    assert not type(later.mlp).__name__.startswith("Checkpointed")
+    blocks, ends = hiera_blocks(ckpt), ckpt.image_encoder.trunk.stage_ends
+    assert enable_grad_checkpoint(ckpt) == ends[-2] + 1 == len(blocks) - (ends[-1] - ends[-2]) > 0
+    names = [type(b).__name__.startswith("Checkpointed") for b in blocks]
+    assert names == [i <= ends[-2] for i in range(len(blocks))]  # the last stage is kept as it is
+    assert type(blocks[0].mlp).__name__.startswith("Checkpointed")  # first stage: attention and MLP apart too
+    assert type(blocks[0].attn).__name__.startswith("Checkpointed")
+    assert not type(blocks[ends[0] + 1].mlp).__name__.startswith("Checkpointed")
     assert list(ckpt.state_dict()) == keys  # names unchanged
     g0, g1 = _grads(plain, x), _grads(ckpt, x)
     assert g0.keys() == g1.keys() and len(g0) > 0

@@ -102,3 +102,20 @@ def test_a_run_trained_on_clips_brings_its_memory(predictor) -> None:
     torch.testing.assert_close(w, trained.obj_ptr_proj.layers[0].weight)
     assert not torch.equal(w, base.memory.obj_ptr_proj.layers[0].weight)
     assert runner.memory.train_memory == "true" and base.memory.train_memory == "false"
+
+
+def test_a_multimask_run_propagates_from_multimask_keyframes(predictor) -> None:
+    """A run trained with `model.multimask` detects its keyframes as its image predict does (best of 3)."""
+    import torch
+
+    from sam2sod.infer.inference import preprocess
+
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
+    config = TrackerConfig(keyframe_every=2, redetect_score=None, check_every=0)
+    runner = VideoRunner.build(predictor.model, 64, "cpu", multimask=True, config=config)
+    assert not runner.framewise and runner._tracker(3).config.detect_multimask
+    got = [logits for _, _, logits, _ in runner.logits((f"{i}", f) for i, f in enumerate(frames))]
+    with torch.no_grad():
+        ref = predictor.model(preprocess(frames[2], 64)[None], None, True)["logits"][0]
+    assert torch.equal(got[2], ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -72,6 +73,25 @@ def test_keyframes_are_the_image_detection_and_others_track(model, memory) -> No
         for i in (0, 3, 6):
             assert torch.equal(outs[i].logits, model(frames[i])["logits"])
         assert not torch.equal(outs[1].logits, model(frames[1])["logits"])  # memory changed the tracked frame
+
+
+def test_a_multimask_run_detects_its_keyframes_multimask(model, memory) -> None:
+    """Keyframes and re-detections decode as image predict does for a run trained with multimask: the best of 3
+    masks by predicted IoU, and the object pointer from that mask's token."""
+    frames = disc_video(5)
+    cfg = TrackerConfig(keyframe_every=2, redetect_score=None, check_every=0, detect_multimask=True)
+    outs = list(VideoTracker(model, memory, cfg).track(frames))
+    single = list(VideoTracker(model, memory, dataclasses.replace(cfg, detect_multimask=False)).track(frames))
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            ref = model(frames[i], None, True)
+            assert torch.equal(outs[i].logits, ref["logits"])
+            assert ref["all_logits"].shape[1] == 3
+        assert not torch.equal(outs[0].logits, single[0].logits)  # the best of 3 is not the single mask
+    assert not torch.equal(outs[1].logits, single[1].logits)  # the multimask keyframe's memory drives tracking
+    framewise = VideoTracker(model, None, TrackerConfig(keyframe_every=1, detect_multimask=True))
+    with torch.no_grad():
+        assert torch.equal(framewise.step(frames[3]).logits, model(frames[3], None, True)["logits"])
 
 
 def test_output_for_frame_t_comes_before_frame_t_plus_1_is_read(model, memory) -> None:
@@ -156,6 +176,7 @@ def test_seed_mask_of_another_size_is_resized(model, memory) -> None:
     ({"keyframe_every": -1}, "keyframe_every"), ({"max_cond_frames": 0}, "max_cond_frames"),
     ({"check_every": 1.5}, "check_every"), ({"check_iou": 1.5}, "check_iou"),
     ({"redetect_score": "low"}, "redetect_score"), ({"num_frames": 0}, "num_frames"),
+    ({"detect_multimask": 1}, "detect_multimask"),
 ])
 def test_bad_options_are_one_line_errors(kwargs, word: str) -> None:
     with pytest.raises(SodError, match=word):

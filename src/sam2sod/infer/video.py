@@ -153,7 +153,8 @@ class VideoRunner:
     def _tracker(self, num_frames: int | None) -> Any:
         from sam2sod.models.video_tracker import VideoTracker
 
-        return VideoTracker(self.model, self.memory, dataclasses.replace(self.config, num_frames=num_frames))
+        config = dataclasses.replace(self.config, num_frames=num_frames, detect_multimask=self.multimask)
+        return VideoTracker(self.model, self.memory, config)
 
     @torch.no_grad()
     def logits(self, frames: Iterable[tuple[str, np.ndarray]], num_frames: int | None = None

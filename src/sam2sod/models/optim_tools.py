@@ -1,8 +1,9 @@
 """Training-memory and recipe tools for SAM2-based models: activation checkpointing, EMA, layer-wise LR decay.
 
-* `enable_grad_checkpoint(model)`: every Hiera block (with the LoRA / adapter modules inside it) recomputes its
+* `enable_grad_checkpoint(model)`: the Hiera blocks (with the LoRA / adapter modules inside them) recompute their
   activations in the backward pass instead of storing them (``torch.utils.checkpoint``, non-reentrant); the
-  first stage's blocks also checkpoint their attention and MLP apart (nested).
+  first stage's blocks also checkpoint their attention and MLP apart (nested); the last stage's blocks, the
+  smallest and freed first, are left as they are.
   Parameter names and the forward's values are unchanged; only training mode with gradients is affected.
 * `ModelEMA`: an exponential moving average of the trainable weights, ``ema = decay * ema + (1 - decay) * w``
   after each optimiser step; `swapped(model)` runs validation with the averaged weights.
@@ -53,21 +54,27 @@ def _checkpointed_class(cls: type) -> type:
 
 
 def enable_grad_checkpoint(model: nn.Module) -> int:
-    """Checkpoint each Hiera block of `model` (idempotent); returns the number of blocks wrapped.
+    """Checkpoint the Hiera blocks of `model` (idempotent); returns the number of blocks wrapped.
 
-    The blocks of the first stage (the highest resolution, whose recomputation in the backward pass is the
-    peak of the whole step) also checkpoint their attention and their MLP inside the block, so only one of the
-    two is recomputed in full at a time. Each module's class is swapped for a checkpointing subclass, so
-    parameter names, `deepcopy` and `state_dict` behave as before.
+    Every block but those of the last stage is checkpointed: the last stage's activations are the smallest
+    (a quarter of the tokens of the stage before) and the backward pass frees them first, so keeping them
+    costs no peak memory and saves their recomputation. The blocks of the first stage (the highest
+    resolution, whose recomputation at the end of the backward pass is the peak of the whole step) also
+    checkpoint their attention and their MLP apart, so only one of the two is held in full at a time. Each
+    module's class is swapped for a checkpointing subclass, so parameter names, `deepcopy` and `state_dict`
+    behave as before.
     """
     blocks = hiera_blocks(model)
-    stage_ends = getattr(model.image_encoder.trunk, "stage_ends", None) or [-1]
-    for i, block in enumerate(blocks):
+    stage_ends = getattr(model.image_encoder.trunk, "stage_ends", None) or [-1, len(blocks) - 1]
+    last_stage = stage_ends[-2] + 1 if len(stage_ends) > 1 else len(blocks)
+    wrapped = 0
+    for i, block in enumerate(blocks[:last_stage]):
         inner = [getattr(block, name, None) for name in ("attn", "mlp")] if i <= stage_ends[0] else []
         for module in [block, *(m for m in inner if isinstance(m, nn.Module))]:
             if not getattr(module, "_sam2sod_checkpointed", False):
                 module.__class__ = _checkpointed_class(type(module))
-    return len(blocks)
+        wrapped += 1
+    return wrapped
 
 
 class ModelEMA:

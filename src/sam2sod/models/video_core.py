@@ -88,11 +88,18 @@ def object_pointer(view: SamView, token: torch.Tensor, present: torch.Tensor) ->
     return ptr
 
 
-def detect(model: nn.Module, ff: FrameFeatures) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Prompt-free detection: (model.decode(ff.sod) -- image predict's output --, decoder token (B,C))."""
+def detect(model: nn.Module, ff: FrameFeatures, multimask: bool = False
+           ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Prompt-free detection: (model.decode(ff.sod) -- image predict's output --, decoder token (B,C)).
+
+    `multimask`: decode 3 masks and keep the one with the best predicted IoU, as image predict does for a run
+    trained with ``model.multimask``; the token is that mask's (sam2's rule for the object pointer)."""
     with _capture(model.sam_mask_decoder) as box:
-        out = model.decode(ff.sod, None, False)
-    return out, box["out"][2][:, 0]
+        out = model.decode(ff.sod, None, multimask)
+    tokens = box["out"][2]
+    if multimask and tokens.shape[1] > 1:
+        return out, tokens[torch.arange(tokens.shape[0], device=tokens.device), out["best_index"]]
+    return out, tokens[:, 0]
 
 
 def detection_entry(view: SamView, ff: FrameFeatures, out: dict[str, torch.Tensor], token: torch.Tensor,

@@ -49,6 +49,7 @@ class TrackerConfig:
     check_every: int = 5  # >= 0: compare with a fresh detection every M frames after a keyframe; 0: never
     check_iou: float = 0.5  # in [0, 1]: re-detect when IoU(tracked, fresh detection) is below this
     multimask: bool | None = None  # tracked frames decode 3 masks and keep the best; None: SAM2's config
+    detect_multimask: bool = False  # keyframes decode 3 masks and keep the best (a run trained multimask)
     num_frames: int | None = None  # the video length when known (sam2 caps object pointers by it)
     store_dtype: torch.dtype | None = field(default=torch.bfloat16)  # memory features as sam2 stores them
 
@@ -67,6 +68,8 @@ class TrackerConfig:
             raise SodError(f"check_iou must be in [0, 1], got {self.check_iou!r}")
         if self.redetect_score is not None and not isinstance(self.redetect_score, int | float):
             raise SodError(f"redetect_score must be a number or None, got {self.redetect_score!r}")
+        if not isinstance(self.detect_multimask, bool):
+            raise SodError(f"detect_multimask must be true or false, got {self.detect_multimask!r}")
         return self
 
 
@@ -157,7 +160,7 @@ class VideoTracker:
         idx = self.frame_idx
         self.frame_idx += 1
         if self.framewise and mask is None:
-            out = self.model(frame)
+            out = self.model(frame, None, True) if self.config.detect_multimask else self.model(frame)
             return FrameOutput(idx, out["logits"], out["low_res_logits"], _score(out), "detect")
         ff = encode_frames(self.model, frame)
         store = self.config.store_dtype
@@ -174,7 +177,7 @@ class VideoTracker:
         iou, det = None, None
         m = self.config.check_every
         if m > 0 and (idx - self.last_key) % m == 0 and redetect_reason(score, None, self.config) is None:
-            det = detect(self.model, ff)
+            det = detect(self.model, ff, self.config.detect_multimask)
             iou = mask_iou(tr["logits"], det[0]["logits"])
         reason = redetect_reason(score, iou, self.config)
         if reason is not None:
@@ -186,7 +189,7 @@ class VideoTracker:
 
     def _detect(self, idx: int, ff, kind: str, reason: str | None = None, iou: float | None = None,
                 det: tuple | None = None) -> FrameOutput:
-        out, token = det if det is not None else detect(self.model, ff)
+        out, token = det if det is not None else detect(self.model, ff, self.config.detect_multimask)
         if not self.framewise:
             self._keyframe(idx, detection_entry(self.view, ff, out, token, self.config.store_dtype))
         return FrameOutput(idx, out["logits"], out["low_res_logits"], _score(out), kind, reason, iou)
