@@ -79,6 +79,22 @@ def test_two_stage_tuned_sam_run(data_root, tmp_path, capsys) -> None:
     assert main(["train", "--resume", str(run)]) == 0
 
 
+def test_resume_set_reaches_the_interrupted_stage(data_root, tmp_path) -> None:
+    """`--resume RUN --set optim.max_steps=3` continues the stage that was not finished with 3 steps (and records
+    the change there); a finished stage is not touched."""
+    run = tmp_path / "resumed"
+    cfg = load_config("tuned_sam_two_stage", _overrides(data_root, "model.args.tuned_blocks=2"))
+    run_training(cfg, run)
+    (run / "side" / "stage.json").unlink()  # as if the run stopped inside stage 2
+    before = read_checkpoint(run / "decoder" / "last.pt")["step"]
+    again = run_training(None, run, resume=True, overrides=["optim.max_steps=3"])
+    assert [s["step"] for s in again["stages"]] == [2, 3]
+    assert read_checkpoint(run / "side" / "last.pt")["step"] == 3
+    assert read_checkpoint(run / "decoder" / "last.pt")["step"] == before
+    assert "optim.max_steps: 2 -> 3" in (run / "side" / "config_changes.txt").read_text()
+    assert "max_steps: 3" in (run / "side" / "config.yaml").read_text()
+
+
 def test_init_from_fine_tunes_a_finished_run(data_root, tmp_path) -> None:
     src = tmp_path / "src"
     run_training(load_config(None, _overrides(data_root, "model.method=decoder_only")), src)

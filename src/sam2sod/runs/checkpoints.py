@@ -90,12 +90,13 @@ def resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     raise SodError(f"--resume {run_dir}: no run to resume there (no last.pt, no config.yaml)")
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat_config(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {"section.key": value} (the keys `--set` takes)."""
     if not isinstance(data, dict):
         return {prefix[:-1]: data}
     out: dict[str, Any] = {}
     for k, v in data.items():
-        out.update(_flat(v, f"{prefix}{k}."))
+        out.update(flat_config(v, f"{prefix}{k}."))
     return out
 
 
@@ -107,7 +108,7 @@ def resumed_config(saved: dict[str, Any], overrides: list[str] | None, run_dir: 
     """
     old = config_from_data(saved)
     cfg = config_from_data(to_dict(old), overrides)
-    before, after = _flat(to_dict(old)), _flat(to_dict(cfg))
+    before, after = flat_config(to_dict(old)), flat_config(to_dict(cfg))
     changes = [(k, before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)]
     locked = [f"{k} {a!r} -> {b!r}" for k, a, b in changes if k not in RESUME_KEYS]
@@ -178,6 +179,6 @@ def build_model_from_checkpoint(ckpt: dict[str, Any], device: torch.device,
     return model.to(device).eval()
 
 
-__all__ = ["FORMAT", "RESUME_KEYS", "build_model_from_checkpoint", "config_of", "model_from_config",
+__all__ = ["FORMAT", "RESUME_KEYS", "build_model_from_checkpoint", "config_of", "flat_config", "model_from_config",
            "read_checkpoint", "record_config_changes", "resume_checkpoint", "resumed_config", "run_complete",
            "save_checkpoint", "to_dict"]

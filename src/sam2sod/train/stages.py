@@ -126,8 +126,11 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
         else:
             origin = f" (from {c.model.init_from})" if c.model.init_from else ""
             print(f"[stages] {i + 1}/{len(stages)} {name}{origin}")
-            summary = (train(None, sub, resume=True, progress=progress) if (sub / "last.pt").is_file()
-                       else train(c, sub, progress=progress))
+            if (sub / "last.pt").is_file():
+                summary = train(None, sub, resume=True, overrides=_stage_overrides(sub, c, changes),
+                                allow_config_change=allow_config_change, progress=progress)
+            else:
+                summary = train(c, sub, progress=progress)
             summary = {"name": name, **summary}
             atomic_write_text(marker, json.dumps(summary, indent=2) + "\n")
         done.append(summary)
@@ -138,6 +141,17 @@ def train_stages(cfg: TrainConfig | None, run_dir: str | Path, resume: bool = Fa
     return {"step": sum(s["step"] for s in done), "best": done[-1]["best"], "stages": done,
             "skipped_steps": sum(s["skipped_steps"] for s in done), "pretrained": done[-1]["pretrained"],
             "run_dir": str(run_dir), "train_time_s": sum(s["train_time_s"] for s in done)}
+
+
+def _stage_overrides(sub: Path, stage: TrainConfig, changes: list[tuple[str, Any, Any]]) -> list[str]:
+    """`--set` strings that carry the resume's changes into an interrupted stage: for each key the resume
+    changed, the stage's new value where it differs from the stage's saved config (a stage's own `set:`
+    keeps its value)."""
+    from sam2sod.runs.checkpoints import flat_config
+
+    saved = flat_config(read_config_file(sub / "config.yaml"))
+    now = flat_config(to_dict(stage))
+    return [f"{k}={json.dumps(now[k])}" for k, _, _ in changes if k in now and now[k] != saved.get(k)]
 
 
 def check_new_run_dir(out: Path) -> None:
