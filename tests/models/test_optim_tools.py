@@ -65,6 +65,15 @@ def _saved_tensors(model: torch.nn.Module, x: torch.Tensor) -> int:
     return count[0]
 
 
+def test_grad_checkpoint_without_stage_ends_wraps_every_block_whole():
+    model = _model("full")
+    model.image_encoder.trunk.stage_ends = None  # a trunk that does not say where its stages end
+    blocks = hiera_blocks(model)
+    assert enable_grad_checkpoint(model) == len(blocks)
+    assert all(type(b).__name__.startswith("Checkpointed") for b in blocks)
+    assert not any(type(b.mlp).__name__.startswith("Checkpointed") for b in blocks)
+
+
 def test_grad_checkpoint_stores_fewer_activations_and_survives_deepcopy():
     model = _model("full")
     x = torch.randn(1, 3, 64, 64)

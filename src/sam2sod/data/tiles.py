@@ -105,11 +105,16 @@ def _ramp(length: int, at_start: bool, at_end: bool, overlap: int) -> np.ndarray
     return w
 
 
+def _axis_window(start: int, size: int, length: int) -> np.ndarray:
+    """(size,) weights of a tile along one axis: a raised-cosine ramp over a quarter of the tile at inner
+    borders, 1 at the image border."""
+    return _ramp(size, start == 0, start + size == length, size // 4)
+
+
 def tile_window(tile: Tile, height: int, width: int) -> np.ndarray:
     """(th, tw) float32 weights: a raised-cosine ramp over a quarter of the tile at inner borders, 1 elsewhere."""
-    th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
-    wy = _ramp(th, tile.y0 == 0, tile.y1 == height, th // 4)
-    wx = _ramp(tw, tile.x0 == 0, tile.x1 == width, tw // 4)
+    wy = _axis_window(tile.y0, tile.y1 - tile.y0, height)
+    wx = _axis_window(tile.x0, tile.x1 - tile.x0, width)
     return np.outer(wy, wx).astype(np.float32)
 
 
@@ -132,12 +137,11 @@ def tiled_saliency(image: np.ndarray, size: int, prob_fn: ProbFn, tiles: int | s
     small = _downscale(image, size)
     glob = prob_fn(small, small.shape[:2]).float().cpu().numpy()  # (h', w'), upsampled cell by cell
     blend = _Blend(tile_grid(height, width, n), height, width, glob)
+    th, tw = blend.th, blend.tw
     for r, y0 in enumerate(blend.ys):
         blend.start_row(r)
         for c, x0 in enumerate(blend.xs):
-            th, tw = blend.th, blend.tw
-            p = prob_fn(image[y0:y0 + th, x0:x0 + tw], (th, tw)).float().cpu().numpy()
-            blend.add(r, c, p)
+            blend.add(r, c, prob_fn(image[y0:y0 + th, x0:x0 + tw], (th, tw)).float().cpu().numpy())
     return blend.out
 
 
@@ -159,23 +163,24 @@ class _Blend:
         self.height, self.width, self.glob = height, width, glob.astype(np.float32, copy=False)
         self.ys, self.xs = sorted({t.y0 for t in grid}), sorted({t.x0 for t in grid})
         self.th, self.tw = grid[0].y1 - grid[0].y0, grid[0].x1 - grid[0].x0
-        self.wy = [_ramp(self.th, y == 0, y + self.th == height, self.th // 4).astype(np.float32) for y in self.ys]
-        self.wx = [_ramp(self.tw, x == 0, x + self.tw == width, self.tw // 4).astype(np.float32) for x in self.xs]
+        self.y_ends, self.x_ends = _ends(self.ys, height), _ends(self.xs, width)
+        self.wy = [_axis_window(y, self.th, height).astype(np.float32) for y in self.ys]
+        self.wx = [_axis_window(x, self.tw, width).astype(np.float32) for x in self.xs]
         self.dy, self.dx = _weight_sum(self.ys, self.wy, height), _weight_sum(self.xs, self.wx, width)
         self.out = np.empty((height, width), np.uint8)
-        self.carry = np.zeros((0, width), np.float32)
+        self.next_carry = np.zeros((0, width), np.float32)
         self.acc: np.ndarray | None = None
 
     def start_row(self, r: int) -> None:
-        """Begin tile row `r`: the rows it shares with the next tile row go to a fresh carry."""
-        y0, y_end = self.ys[r], _ends(self.ys, self.height)[r]
-        self.next_carry = np.zeros((y0 + self.th - y_end, self.width), np.float32)
+        """Begin tile row `r`: the last row's strip becomes the carry, and the rows this one shares with the
+        next tile row go to a fresh strip."""
+        self.carry = self.next_carry
+        self.next_carry = np.zeros((self.ys[r] + self.th - self.y_ends[r], self.width), np.float32)
         self.acc, self.ax = None, 0
 
     def add(self, r: int, c: int, p: np.ndarray) -> None:
         """Add tile (r, c)'s probability map (th, tw), then write the cell it finishes."""
-        y0, x0 = self.ys[r], self.xs[c]
-        y_end, x_end = _ends(self.ys, self.height)[r], _ends(self.xs, self.width)[c]
+        y0, x0, y_end, x_end = self.ys[r], self.xs[c], self.y_ends[r], self.x_ends[c]
         self._slide(x0)
         weighted = np.outer(self.wy[r], self.wx[c])
         weighted *= p
@@ -183,8 +188,6 @@ class _Blend:
         rows, cols = y_end - y0, x_end - x0
         self._write(self.acc[:rows, :cols], y0, x0)
         self.next_carry[:, x0:x_end] = self.acc[rows:, :cols]
-        if c == len(self.xs) - 1:
-            self.carry = self.next_carry
 
     def _slide(self, x0: int) -> None:
         """Move `acc` to columns x0:x0+tw, keeping the columns it shares with the last tile; columns entering it

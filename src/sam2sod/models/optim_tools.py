@@ -56,25 +56,24 @@ def _checkpointed_class(cls: type) -> type:
 def enable_grad_checkpoint(model: nn.Module) -> int:
     """Checkpoint the Hiera blocks of `model` (idempotent); returns the number of blocks wrapped.
 
-    Every block but those of the last stage is checkpointed: the last stage's activations are the smallest
-    (a quarter of the tokens of the stage before) and the backward pass frees them first, so keeping them
-    costs no peak memory and saves their recomputation. The blocks of the first stage (the highest
-    resolution, whose recomputation at the end of the backward pass is the peak of the whole step) also
-    checkpoint their attention and their MLP apart, so only one of the two is held in full at a time. Each
-    module's class is swapped for a checkpointing subclass, so parameter names, `deepcopy` and `state_dict`
-    behave as before.
+    Every block but those of the last stage is checkpointed (every block when the trunk has no
+    `stage_ends`): the last stage's activations are the smallest (a quarter of the tokens of the stage
+    before) and the backward pass frees them first, so keeping them costs no peak memory and saves their
+    recomputation. The blocks of the first stage (the highest resolution, whose recomputation at the end of
+    the backward pass is the peak of the whole step) also checkpoint their attention and their MLP apart, so
+    only one of the two is held in full at a time. Each module's class is swapped for a checkpointing
+    subclass, so parameter names, `deepcopy` and `state_dict` behave as before.
     """
     blocks = hiera_blocks(model)
-    stage_ends = getattr(model.image_encoder.trunk, "stage_ends", None) or [-1, len(blocks) - 1]
-    last_stage = stage_ends[-2] + 1 if len(stage_ends) > 1 else len(blocks)
-    wrapped = 0
-    for i, block in enumerate(blocks[:last_stage]):
-        inner = [getattr(block, name, None) for name in ("attn", "mlp")] if i <= stage_ends[0] else []
+    ends = list(getattr(model.image_encoder.trunk, "stage_ends", None) or [])
+    # without known stages (one stage): every block, whole
+    first_end, last_start = (ends[0], ends[-2] + 1) if len(ends) > 1 else (-1, len(blocks))
+    for i, block in enumerate(blocks[:last_start]):
+        inner = [getattr(block, name, None) for name in ("attn", "mlp")] if i <= first_end else []
         for module in [block, *(m for m in inner if isinstance(m, nn.Module))]:
             if not getattr(module, "_sam2sod_checkpointed", False):
                 module.__class__ = _checkpointed_class(type(module))
-        wrapped += 1
-    return wrapped
+    return len(blocks[:last_start])
 
 
 class ModelEMA:
